@@ -1,0 +1,483 @@
+"""The ``dvx`` command line: argument parsing and output only; all work is done by :class:`dvx.Repo`.
+
+Errors: a :class:`~dvx.errors.DvxError` (or an OS refusal such as a full disk) becomes one line on stderr and
+its exit code; a usage mistake exits 2. Only a bug shows a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+import typer
+
+from ..errors import DvxError, UsageError, os_error
+
+app = typer.Typer(
+    name="dvx",
+    help="Git-like, local-first version control for datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+branch_app = typer.Typer(help="List, create or delete branches.")
+
+_stdout_console: Any = None
+
+
+def out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def print_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def paint(text: str, code: str) -> str:
+    return f"\033[{code}m{text}\033[0m" if color() else text
+
+
+@contextmanager
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
+    """A rich progress bar on stderr when it is a terminal; a no-op callback otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None)
+
+        yield update
+
+
+def open_repo() -> Any:
+    from ..repo import Repo
+
+    return Repo.find(os.environ.get("DVX_DIR_ROOT", "."))
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+# --- commands ---------------------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    path: str = typer.Argument(".", help="Folder to make a repository (created if missing)."),
+    branch: str = typer.Option("main", "--branch", "-b", help="Name of the first branch."),
+) -> None:
+    """Create an empty repository."""
+    from ..repo import Repo
+
+    repo = Repo.init(path, branch=branch)
+    out(f"Initialized empty dvx repository in {repo.dvx}")
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show added, modified and deleted files against HEAD."""
+    repo = open_repo()
+    st = repo.status()
+    for w in st.warnings:
+        err(f"dvx: warning: {w}")
+    if as_json:
+        print_json(st.to_json())
+        return
+    branch, head = repo.head()
+    out(f"On branch {branch}" if branch else f"HEAD detached at {head[:12] if head else '?'}")
+    if head is None:
+        out("No commits yet")
+    if not st:
+        out("nothing to commit, working tree clean")
+        return
+    for label, paths, code in (("added", st.added, "32"), ("modified", st.modified, "33"), ("deleted", st.deleted, "31")):
+        for p in paths:
+            out(paint(f"  {label + ':':<10} {p}", code))
+
+
+@app.command()
+def commit(
+    message: str = typer.Option(None, "--message", "-m", help="Commit message."),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help="Commit even if nothing changed."),
+    meta: list[str] = typer.Option([], "--meta", help="KEY=VALUE metadata (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Snapshot the working tree as a new commit."""
+    repo = open_repo()
+    if message is None:
+        raise UsageError("a commit message is required (-m MESSAGE)")
+    meta_map = _parse_kv(meta, "--meta")
+    with progress_bar("committing") as cb:
+        cid = repo.commit(message, allow_empty=allow_empty, meta=meta_map, progress=cb)
+    branch, _ = repo.head()
+    if as_json:
+        print_json({"id": cid, "branch": branch})
+    else:
+        first = message.strip().splitlines()[0]
+        out(f"[{branch or 'detached HEAD'} {cid[:12]}] {first}")
+
+
+def _parse_kv(items: list[str], flag: str) -> dict[str, str]:
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{flag} expects KEY=VALUE, got {item!r}")
+        result[key] = value
+    return result
+
+
+@app.command()
+def log(
+    rev: str = typer.Argument(None, help="Start revision (default HEAD)."),
+    paths: list[str] = typer.Argument(None, help="Only commits changing these paths (after --).", show_default=False),
+    n: int = typer.Option(None, "-n", "--max-count", help="Show at most N commits."),
+    graph: bool = typer.Option(False, "--graph", help="Draw the commit graph."),
+    oneline: bool = typer.Option(False, "--oneline", help="One line per commit."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array, newest first."),
+) -> None:
+    """Show commit history."""
+    repo = open_repo()
+    if n is not None and n < 0:
+        raise UsageError("-n must be >= 0")
+    positional = [x for x in [rev, *(paths or [])] if x is not None]
+    if "--" in sys.argv:
+        # git's rule: arguments after `--` are paths, before it revisions.
+        after = sys.argv[sys.argv.index("--") + 1 :]
+        before = positional[: len(positional) - len(after)]
+        rev, path_list = (before[0] if before else None), after
+    else:
+        rev, path_list = (positional[0] if positional else None), positional[1:]
+    entries = repo.log(rev, limit=n, paths=path_list)
+    if as_json:
+        print_json([e.to_json() for e in entries])
+        return
+    if graph:
+        from ..graph import render_graph
+
+        nodes = [(e.id, list(e.commit.parents)) for e in entries]
+        texts = {e.id: _log_line(e) for e in entries}
+        for line in render_graph(nodes, texts):
+            out(line)
+        return
+    for e in entries:
+        if oneline:
+            out(_log_line(e))
+            continue
+        deco = f" ({', '.join(e.refs)})" if e.refs else ""
+        out(paint(f"commit {e.id}", "33") + deco)
+        if len(e.commit.parents) > 1:
+            out("Merge: " + " ".join(p[:12] for p in e.commit.parents))
+        out(f"Author: {e.commit.author}")
+        out(f"Date:   {e.commit.time}")
+        out("")
+        for line in e.commit.message.splitlines() or [""]:
+            out(f"    {line}")
+        out("")
+
+
+def _log_line(e: Any) -> str:
+    deco = f" ({', '.join(e.refs)})" if e.refs else ""
+    first = (e.commit.message.splitlines() or [""])[0]
+    return f"{paint(e.id[:12], '33')}{deco} {first}"
+
+
+@app.command()
+def show(rev: str = typer.Argument("HEAD"), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show a commit and the changes it made against its first parent."""
+    repo = open_repo()
+    cid = repo.resolve(rev)
+    c = repo.read_commit(cid)
+    parent = c.parents[0] if c.parents else None
+    from ..diff import diff_flat
+
+    old = repo.trees.flatten(repo.read_commit(parent).tree) if parent else {}
+    d = diff_flat(old, repo.trees.flatten(c.tree))
+    if as_json:
+        doc = {"id": cid, "parents": list(c.parents), "tree": c.tree, "message": c.message, "author": c.author,
+               "time": c.time, "meta": c.meta, "diff": d.to_json()}
+        print_json(doc)
+        return
+    out(paint(f"commit {cid}", "33"))
+    if len(c.parents) > 1:
+        out("Merge: " + " ".join(p[:12] for p in c.parents))
+    out(f"Author: {c.author}")
+    out(f"Date:   {c.time}")
+    for k, v in sorted(c.meta.items()):
+        out(f"Meta:   {k}={v}")
+    out("")
+    for line in c.message.splitlines():
+        out(f"    {line}")
+    out("")
+    _print_diff(d, stat=False)
+
+
+def _print_diff(d: Any, stat: bool) -> None:
+    if not stat:
+        for ch in d.all():
+            if ch.status == "renamed":
+                out(paint(f"R  {ch.old_path} -> {ch.path}", "36"))
+            elif ch.status == "added":
+                out(paint(f"A  {ch.path}  ({human(ch.new.size)})", "32"))
+            elif ch.status == "deleted":
+                out(paint(f"D  {ch.path}", "31"))
+            else:
+                what = _what_changed(ch.old, ch.new)
+                out(paint(f"M  {ch.path}  ({what})", "33"))
+    s = d.stats()
+    out(
+        f"{s['added']} added (+{human(s['bytes_added'])}), {s['deleted']} deleted (-{human(s['bytes_deleted'])}), "
+        f"{s['modified']} modified ({human(s['bytes_modified_old'])} -> {human(s['bytes_modified_new'])}), "
+        f"{s['renamed']} renamed ({human(s['bytes_renamed'])})"
+    )
+
+
+def _what_changed(old: Any, new: Any) -> str:
+    if old.kind != new.kind:
+        names = {"f": "file", "l": "symlink", "d": "directory"}
+        return f"{names[old.kind]} -> {names[new.kind]}"
+    if old.id == new.id and old.executable != new.executable:
+        return "mode " + ("+x" if new.executable else "-x")
+    if old.kind == "l":
+        return f"link {old.target} -> {new.target}"
+    return f"{human(old.size)} -> {human(new.size)}"
+
+
+@app.command()
+def diff(
+    rev_a: str = typer.Argument(None, help="Old side (default HEAD)."),
+    rev_b: str = typer.Argument(None, help="New side (default: the working tree)."),
+    stat: bool = typer.Option(False, "--stat", help="Only counts and sizes."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show changes: working tree vs HEAD, working tree vs REV_A, or REV_A vs REV_B."""
+    repo = open_repo()
+    d = repo.diff(rev_a, rev_b)
+    if as_json:
+        print_json(d.to_json())
+        return
+    _print_diff(d, stat)
+
+
+@app.command("ls")
+def ls_cmd(
+    rev: str = typer.Argument(None, help="Revision (default HEAD)."),
+    patterns: list[str] = typer.Argument(None, help="Glob filters (gitignore syntax).", show_default=False),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List the files of a revision with size and content hash (BLAKE3)."""
+    repo = open_repo()
+    pats = list(patterns or [])
+    if rev is not None:
+        try:
+            repo.resolve(rev)
+        except DvxError:
+            # `dvx ls '*.jpg'`: a first argument that is no revision is a pattern.
+            pats.insert(0, rev)
+            rev = None
+    items = repo.ls(rev, pats)
+    if as_json:
+        print_json([
+            {"path": p, "kind": {"f": "file", "l": "symlink"}[e.kind], "size": e.size, "id": e.id,
+             "executable": e.executable, **({"target": e.target} if e.target is not None else {})}
+            for p, e in items
+        ])
+        return
+    for p, e in items:
+        suffix = f" -> {e.target}" if e.kind == "l" else ""
+        flag = "x" if e.executable else ("l" if e.kind == "l" else "-")
+        out(f"{flag} {e.size:>12}  {e.id}  {p}{suffix}")
+
+
+@app.command()
+def checkout(
+    rev: str = typer.Argument(..., help="Branch, tag or commit."),
+    force: bool = typer.Option(False, "--force", "-f", help="Discard uncommitted changes in the way."),
+) -> None:
+    """Move the working tree to REV (only files that differ are touched)."""
+    repo = open_repo()
+    with progress_bar("checking out") as cb:
+        cid = repo.checkout(rev, force=force, progress=cb)
+    branch, _ = repo.head()
+    if branch:
+        out(f"Switched to branch '{branch}' ({cid[:12]})")
+    else:
+        out(f"HEAD is now at {cid[:12]} (detached)")
+
+
+@app.command()
+def branch(
+    name: str = typer.Argument(None, help="Branch to create."),
+    rev: str = typer.Argument("HEAD", help="Where it starts."),
+    delete: str = typer.Option(None, "-d", "--delete", help="Delete this branch."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List, create or delete branches."""
+    repo = open_repo()
+    if delete:
+        repo.delete_branch(delete)
+        out(f"Deleted branch {delete}")
+        return
+    if name:
+        cid = repo.create_branch(name, rev)
+        out(f"Created branch {name} at {cid[:12]}")
+        return
+    current, _ = repo.head()
+    branches = repo.branches()
+    if as_json:
+        print_json({"current": current, "branches": branches})
+        return
+    for b, cid in branches.items():
+        mark = "*" if b == current else " "
+        out(f"{mark} {b:<20} {cid[:12]}")
+
+
+@app.command()
+def tag(
+    name: str = typer.Argument(None, help="Tag to create."),
+    rev: str = typer.Argument("HEAD", help="Commit to tag."),
+    delete: str = typer.Option(None, "-d", "--delete", help="Delete this tag."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List, create or delete tags."""
+    repo = open_repo()
+    if delete:
+        repo.delete_tag(delete)
+        out(f"Deleted tag {delete}")
+        return
+    if name:
+        cid = repo.create_tag(name, rev)
+        out(f"Tagged {cid[:12]} as {name}")
+        return
+    tags = repo.tags()
+    if as_json:
+        print_json(tags)
+        return
+    for t, cid in tags.items():
+        out(f"{t:<20} {cid[:12]}")
+
+
+@app.command()
+def fsck(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Verify every reachable object (hash, decompression, structure)."""
+    repo = open_repo()
+    report = repo.fsck()
+    if as_json:
+        print_json({"ok": report.ok, "objects": report.objects, "bytes": report.bytes,
+                    "bad": report.bad, "missing": report.missing})
+    else:
+        for oid, why in sorted(report.bad.items()):
+            err(f"bad {oid}: {why}")
+        for oid in report.missing:
+            err(f"missing {oid}")
+        out(f"checked {report.objects} objects, {human(report.bytes)} of file content")
+    if not report.ok:
+        bad = sorted(report.bad) + report.missing
+        raise DvxError(f"fsck found {len(bad)} problem(s): {' '.join(b[:16] for b in bad[:10])}")
+    if not as_json:
+        out("ok")
+
+
+@app.command()
+def gc(
+    grace: float = typer.Option(3600.0, "--grace", help="Spare objects younger than this many seconds."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be deleted."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Delete objects no ref can reach."""
+    if grace < 0:
+        raise UsageError("--grace must be >= 0")
+    repo = open_repo()
+    r = repo.gc(grace_seconds=grace, dry_run=dry_run)
+    if as_json:
+        print_json(vars(r))
+        return
+    verb = "would remove" if dry_run else "removed"
+    out(f"{verb} {r.objects_removed} objects ({human(r.bytes_freed)}); rewrote {r.packs_rewritten} packs;"
+        f" spared {r.kept_young} young files")
+
+
+def _register_extensions() -> None:
+    """Command groups that live in their own modules (remotes, read-only checkout, merge)."""
+    import importlib
+
+    for mod in ("remote_cmds", "merge_cmds", "cache_cmds"):
+        try:
+            module = importlib.import_module(f"dvx.cli.{mod}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"dvx.cli.{mod}":
+                raise
+            continue
+        module.register(app)
+
+
+_register_extensions()
+
+
+def run() -> None:
+    """Console-script entry point."""
+    try:
+        rc = app(standalone_mode=False)
+    except DvxError as exc:
+        err(f"dvx: error: {exc}")
+        sys.exit(exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        err(exc.format_message() if hasattr(exc, "format_message") else str(exc))
+        sys.exit(2)
+    except click.ClickException as exc:
+        msg = " ".join(exc.format_message().split())
+        err(f"dvx: error: {msg}")
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err("dvx: interrupted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err("dvx: interrupted")
+        sys.exit(130)
+    except BrokenPipeError:
+        # Output piped into `head`: not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except OSError as exc:
+        e = os_error(exc, "operation failed")
+        err(f"dvx: error: {e}")
+        sys.exit(e.exit_code)
+    if isinstance(rc, int) and rc:
+        sys.exit(rc)
+
+
+if __name__ == "__main__":
+    run()

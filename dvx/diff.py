@@ -1,0 +1,112 @@
+"""Differences between two flat trees ``{path: Entry}`` (pure: no I/O, so hypothesis can test it).
+
+A rename is a path that disappeared while another appeared with the same kind and content id: moving a folder
+stores nothing new and shows as renames. Pairing is deterministic (sorted paths, first match wins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import Entry
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    status: str  # "added", "deleted", "modified", "renamed"
+    path: str
+    old: Entry | None
+    new: Entry | None
+    old_path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path}
+        if self.old_path is not None:
+            out["from"] = self.old_path
+        if self.old is not None:
+            out["old"] = {"kind": self.old.kind, "id": self.old.id, "size": self.old.size, "executable": self.old.executable}
+        if self.new is not None:
+            out["new"] = {"kind": self.new.kind, "id": self.new.id, "size": self.new.size, "executable": self.new.executable}
+        return out
+
+
+@dataclass
+class Diff:
+    added: list[Change] = field(default_factory=list)
+    deleted: list[Change] = field(default_factory=list)
+    modified: list[Change] = field(default_factory=list)
+    renamed: list[Change] = field(default_factory=list)
+
+    def all(self) -> list[Change]:
+        return sorted(self.added + self.deleted + self.modified + self.renamed, key=lambda c: c.path)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.deleted or self.modified or self.renamed)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "deleted": len(self.deleted),
+            "modified": len(self.modified),
+            "renamed": len(self.renamed),
+            "bytes_added": sum(c.new.size for c in self.added if c.new),
+            "bytes_deleted": sum(c.old.size for c in self.deleted if c.old),
+            "bytes_modified_old": sum(c.old.size for c in self.modified if c.old),
+            "bytes_modified_new": sum(c.new.size for c in self.modified if c.new),
+            "bytes_renamed": sum(c.new.size for c in self.renamed if c.new),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "added": [c.to_json() for c in self.added],
+            "deleted": [c.to_json() for c in self.deleted],
+            "modified": [c.to_json() for c in self.modified],
+            "renamed": [c.to_json() for c in self.renamed],
+            "stats": self.stats(),
+        }
+
+
+def differs(a: Entry, b: Entry) -> bool:
+    """A path changed: other kind, content, exec bit or symlink target."""
+    return a.kind != b.kind or a.id != b.id or a.executable != b.executable
+
+
+def diff_flat(old: Mapping[str, Entry], new: Mapping[str, Entry], *, renames: bool = True) -> Diff:
+    d = Diff()
+    added: list[str] = []
+    deleted: list[str] = []
+    for path, entry in old.items():
+        other = new.get(path)
+        if other is None:
+            deleted.append(path)
+        elif differs(entry, other):
+            d.modified.append(Change("modified", path, entry, other))
+    for path in new:
+        if path not in old:
+            added.append(path)
+    added.sort()
+    deleted.sort()
+    if renames and added and deleted:
+        by_content: dict[tuple[str, str], list[str]] = {}
+        for path in deleted:
+            e = old[path]
+            by_content.setdefault((e.kind, e.id), []).append(path)
+        still_added = []
+        for path in added:
+            e = new[path]
+            sources = by_content.get((e.kind, e.id))
+            if sources:
+                src = sources.pop(0)
+                d.renamed.append(Change("renamed", path, old[src], e, src))
+            else:
+                still_added.append(path)
+        moved = {c.old_path for c in d.renamed}
+        deleted = [p for p in deleted if p not in moved]
+        added = still_added
+    d.added = [Change("added", p, None, new[p]) for p in added]
+    d.deleted = [Change("deleted", p, old[p], None) for p in deleted]
+    d.modified.sort(key=lambda c: c.path)
+    d.renamed.sort(key=lambda c: c.path)
+    return d

@@ -1,0 +1,176 @@
+"""Durable local writes, in one place so that faults can be injected at named points.
+
+Every file dvx publishes inside ``.dvx`` goes through here: written to a temp file in the same directory,
+fsynced, then published by ``link`` (create-only, for content-addressed files) or ``replace`` (for files
+that change, under a lock), then the directory is fsynced. A crash leaves either the old state or the new
+one, plus at worst an orphan temp file that ``gc`` removes.
+
+Fault injection: ``DVX_FAULT="site:nth:action[,site:nth:action...]"`` makes the nth arrival (1-based) at
+``site`` either ``kill`` the process with SIGKILL or ``raise:ENOSPC`` (any errno name). Sites are named
+where :func:`fault` is called; tests use them to crash at exact points.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import threading
+from pathlib import Path
+
+from .errors import os_error
+
+_fault_lock = threading.Lock()
+_fault_counts: dict[str, int] = {}
+_fault_plan: dict[str, tuple[int, str]] | None = None
+
+
+def _load_fault_plan() -> dict[str, tuple[int, str]]:
+    plan: dict[str, tuple[int, str]] = {}
+    spec = os.environ.get("DVX_FAULT", "")
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        site, nth, action = item.split(":", 2)
+        plan[site] = (int(nth), action)
+    return plan
+
+
+def fault(site: str) -> None:
+    """A named point where tests may inject a crash or an I/O error (no-op unless ``DVX_FAULT`` names it)."""
+    global _fault_plan
+    if _fault_plan is None:
+        _fault_plan = _load_fault_plan()
+    if not _fault_plan or site not in _fault_plan:
+        return
+    nth, action = _fault_plan[site]
+    with _fault_lock:
+        _fault_counts[site] = _fault_counts.get(site, 0) + 1
+        hit = _fault_counts[site] == nth
+    if not hit:
+        return
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action.startswith("raise:"):
+        code = getattr(errno, action.split(":", 1)[1])
+        raise OSError(code, os.strerror(code))
+    raise ValueError(f"unknown DVX_FAULT action {action!r}")
+
+
+def fsync_dir(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(path: Path) -> None:
+    """Create ``path`` and missing parents, fsyncing each parent so the new entries survive a crash."""
+    if path.is_dir():
+        return
+    make_dirs(path.parent)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return
+    fsync_dir(path.parent)
+
+
+_tmp_counter = 0
+_tmp_lock = threading.Lock()
+
+
+def temp_name(directory: Path, stem: str = "tmp") -> Path:
+    """A temp file name unique to this process and call, in ``directory`` (so rename stays on one fs)."""
+    global _tmp_counter
+    with _tmp_lock:
+        _tmp_counter += 1
+        n = _tmp_counter
+    return directory / f".{stem}.{os.getpid()}.{threading.get_ident() % 100000}.{n}.tmp"
+
+
+def write_temp(directory: Path, data: bytes | memoryview, *, stem: str = "tmp", site: str = "write") -> Path:
+    """Write ``data`` to a new fsynced temp file in ``directory`` and return its path."""
+    tmp = temp_name(directory, stem)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        fault(f"{site}.before-write")
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        fault(f"{site}.before-fsync")
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quiet(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def publish_new(tmp: Path, final: Path, *, site: str = "write") -> bool:
+    """Publish ``tmp`` as ``final`` only if ``final`` does not exist (content-addressed files).
+
+    Returns False when it already existed (the temp file is dropped: same name means same content).
+    """
+    try:
+        fault(f"{site}.before-link")
+        os.link(tmp, final)
+        created = True
+    except FileExistsError:
+        created = False
+    finally:
+        _unlink_quiet(tmp)
+    if created:
+        fault(f"{site}.before-dirsync")
+        fsync_dir(final.parent)
+    return created
+
+
+def publish_replace(tmp: Path, final: Path, *, site: str = "write") -> None:
+    """Atomically replace ``final`` with ``tmp`` (callers hold the lock that makes this their write)."""
+    fault(f"{site}.before-rename")
+    os.replace(tmp, final)
+    fault(f"{site}.before-dirsync")
+    fsync_dir(final.parent)
+
+
+def write_new_file(final: Path, data: bytes | memoryview, *, site: str = "write") -> bool:
+    """Durably create ``final`` with ``data`` unless it exists; True if this call created it."""
+    try:
+        tmp = write_temp(final.parent, data, site=site)
+        return publish_new(tmp, final, site=site)
+    except OSError as exc:
+        raise os_error(exc, f"cannot write {final.name}") from exc
+
+
+def write_replace_file(final: Path, data: bytes | memoryview, *, site: str = "write") -> None:
+    """Durably replace ``final`` with ``data`` (atomic: readers see the old or the new content)."""
+    try:
+        tmp = write_temp(final.parent, data, site=site)
+        try:
+            publish_replace(tmp, final, site=site)
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+    except OSError as exc:
+        raise os_error(exc, f"cannot write {final.name}") from exc
+
+
+def _unlink_quiet(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

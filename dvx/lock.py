@@ -1,0 +1,80 @@
+"""The repository lock: one writing command at a time.
+
+``flock`` on ``.dvx/lock``: the kernel drops it when the holder dies, so a ``kill -9`` never leaves a lock
+that blocks forever. The holder writes its pid and command into the file so that a waiting process can say
+who holds it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from .errors import LockedError, os_error
+
+
+class RepoLock:
+    def __init__(self, path: Path, *, timeout: float | None = None, what: str = "") -> None:
+        self.path = path
+        env = os.environ.get("DVX_LOCK_TIMEOUT")
+        self.timeout = timeout if timeout is not None else float(env) if env else 30.0
+        self.what = what or " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv[:2]))
+        self._fd: int | None = None
+        self._depth = 0
+
+    def try_acquire(self) -> bool:
+        if self._fd is not None:
+            self._depth += 1
+            return True
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise os_error(exc, "cannot open the repository lock") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {self.what}\n".encode(), 0)
+        self._fd = fd
+        self._depth = 1
+        return True
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        delay = 0.01
+        while not self.try_acquire():
+            if time.monotonic() >= deadline:
+                raise LockedError(f"repository is locked by another dvx process ({self.holder()}); try again later")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def holder(self) -> str:
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            return "unknown"
+        pid, _, what = text.partition(" ")
+        return f"pid {pid}, {what}" if what else f"pid {pid}"
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        self._depth -= 1
+        if self._depth > 0:
+            return
+        fd, self._fd = self._fd, None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    def __enter__(self) -> RepoLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()

@@ -1,0 +1,162 @@
+"""Branches, tags and HEAD in ``.dvx/refs`` and ``.dvx/HEAD`` (see docs/format.md "Refs").
+
+A ref file holds one commit id and a newline. Updates are compare-and-swap: take ``NAME.lock`` with
+O_CREAT|O_EXCL, check the current value is what the caller expects, write the lock file, fsync, rename it over
+the ref. A lock left behind by a killed process (its pid is gone) is taken over; a live one makes the update
+wait briefly and then fail, never silently overwrite.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import durable
+from .errors import RefConflict, UsageError, os_error
+from .ids import is_id
+
+HEADS = "refs/heads/"
+TAGS = "refs/tags/"
+REMOTES = "refs/remotes/"
+
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)|^\.|^/|/$|\.$")
+
+
+def check_ref_name(name: str, what: str = "branch") -> None:
+    """Refuse names git would refuse (and ones that would confuse revision syntax)."""
+    if not name or _BAD_REF.search(name) or name == "@" or name == "HEAD" or name.startswith("-"):
+        raise UsageError(f"invalid {what} name {name!r}")
+
+
+class RefStore:
+    def __init__(self, dvx_dir: Path) -> None:
+        self.dir = dvx_dir
+
+    # -- HEAD ----------------------------------------------------------------------------------
+
+    def head(self) -> tuple[str | None, str | None]:
+        """``(branch ref, commit id)``: the branch HEAD follows (None if detached) and the commit (None if unborn)."""
+        text = self._read_file(self.dir / "HEAD")
+        if text is None:
+            return HEADS + "main", self.get(HEADS + "main")
+        if text.startswith("ref: "):
+            ref = text[5:]
+            return ref, self.get(ref)
+        return None, text
+
+    def set_head_symbolic(self, ref: str) -> None:
+        durable.write_replace_file(self.dir / "HEAD", f"ref: {ref}\n".encode(), site="head")
+
+    def set_head_detached(self, commit_id: str) -> None:
+        durable.write_replace_file(self.dir / "HEAD", f"{commit_id}\n".encode(), site="head")
+
+    # -- refs ----------------------------------------------------------------------------------
+
+    def _read_file(self, path: Path) -> str | None:
+        try:
+            return path.read_text("utf-8").strip()
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            return None
+        except OSError as exc:
+            raise os_error(exc, f"cannot read {path.name}") from exc
+
+    def get(self, ref: str) -> str | None:
+        value = self._read_file(self.dir / ref)
+        if value is not None and not is_id(value):
+            from .errors import CorruptObject
+
+            raise CorruptObject(f"ref {ref} does not hold a commit id")
+        return value
+
+    def list(self, prefix: str) -> dict[str, str]:
+        """Refs under ``prefix`` (``refs/heads/``...), as short name → commit id."""
+        base = self.dir / prefix
+        out: dict[str, str] = {}
+        if not base.is_dir():
+            return out
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and not path.name.endswith(".lock") and not path.name.startswith("."):
+                name = path.relative_to(base).as_posix()
+                value = self.get(prefix + name)
+                if value is not None:
+                    out[name] = value
+        return out
+
+    def all_refs(self) -> Iterator[tuple[str, str]]:
+        for prefix in (HEADS, TAGS, REMOTES):
+            for name, value in self.list(prefix).items():
+                yield prefix + name, value
+
+    def update(self, ref: str, new: str | None, expected: str | None, *, timeout: float = 10.0) -> None:
+        """Set ``ref`` to ``new`` (None deletes it) if it currently holds ``expected`` (None: must not exist)."""
+        path = self.dir / ref
+        lock = path.with_name(path.name + ".lock")
+        try:
+            durable.make_dirs(path.parent)
+            self._acquire(lock, timeout)
+        except OSError as exc:
+            raise os_error(exc, f"cannot lock {ref}") from exc
+        try:
+            current = self.get(ref)
+            if current != expected:
+                raise RefConflict(
+                    f"{ref} moved (expected {(expected or 'nothing')[:12]}, found {(current or 'nothing')[:12]});"
+                    " someone else updated it, try again"
+                )
+            durable.fault("ref.before-update")
+            if new is None:
+                os.unlink(path)
+                durable.fsync_dir(path.parent)
+            else:
+                with open(lock, "w", encoding="utf-8") as fh:
+                    fh.write(new + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                durable.publish_replace(lock, path, site="ref")
+        except OSError as exc:
+            raise os_error(exc, f"cannot update {ref}") from exc
+        finally:
+            try:
+                os.unlink(lock)
+            except FileNotFoundError:
+                pass
+
+    def _acquire(self, lock: Path, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                if self._stale(lock):
+                    try:
+                        os.unlink(lock)
+                    except FileNotFoundError:
+                        pass
+                    continue
+                if time.monotonic() > deadline:
+                    raise RefConflict(f"{lock.name} is held by another dvx process; try again") from None
+                time.sleep(0.02)
+                continue
+            # The pid line is overwritten by the new value before the rename; readers never see the lock.
+            os.write(fd, f"pid {os.getpid()}\n".encode())
+            os.close(fd)
+            return
+
+    @staticmethod
+    def _stale(lock: Path) -> bool:
+        try:
+            text = lock.read_text()
+            age = time.time() - lock.stat().st_mtime
+        except FileNotFoundError:
+            return True
+        if text.startswith("pid "):
+            try:
+                return not durable.pid_alive(int(text[4:].strip()))
+            except ValueError:
+                pass
+        return age > 60

@@ -1,0 +1,879 @@
+"""``Repo``: the public Python API of one repository; every CLI command is a call on it.
+
+Write ordering (the crash-safety argument): file objects, then trees, then the commit are written and fsynced
+into the store; only then is the branch ref moved (compare-and-swap). A crash before the ref update leaves the
+previous commit as the tip and some unreferenced objects that ``gc`` reclaims; a crash after it leaves the new
+commit complete. The stat cache is written last and is only a hint.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import getpass
+import heapq
+import json
+import os
+import socket
+import stat
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pathspec
+
+from . import durable, worktree
+from .diff import Diff, diff_flat, differs
+from .errors import (
+    BadConfig,
+    BadPath,
+    CorruptObject,
+    DirtyWorkingTree,
+    DvxError,
+    EmptyMessage,
+    MissingObject,
+    NotARepository,
+    NothingToCommit,
+    RefExists,
+    RepositoryExists,
+    UnknownRevision,
+    UnsupportedFormat,
+    UsageError,
+    os_error,
+)
+from .ids import is_id, is_id_prefix
+from .lock import RepoLock
+from .model import DIR, FILE, LINK, Commit, Entry, decode_commit
+from .refs import HEADS, REMOTES, TAGS, RefStore, check_ref_name
+from .store import BLOB, CHUNKED, COMMIT, TREE, ObjectStore, parse_manifest
+from .store.pack import scan_pack
+from .trees import TreeReader, build
+from .worktree import Chunking, Found, StatCache
+
+DVX_DIR = ".dvx"
+FORMAT_VERSION = 1
+DEFAULT_BRANCH = "main"
+
+Progress = Callable[[int, int], None]  # (done, total) in bytes
+
+
+@dataclass
+class Status:
+    added: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.modified or self.deleted)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"added": self.added, "modified": self.modified, "deleted": self.deleted}
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    id: str
+    commit: Commit
+    refs: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "parents": list(self.commit.parents),
+            "message": self.commit.message,
+            "author": self.commit.author,
+            "time": self.commit.time,
+            "refs": list(self.refs),
+            "tree": self.commit.tree,
+            "meta": dict(self.commit.meta),
+        }
+
+
+@dataclass
+class FsckReport:
+    objects: int = 0
+    bytes: int = 0
+    bad: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad and not self.missing
+
+
+@dataclass
+class GcReport:
+    objects_removed: int = 0
+    bytes_freed: int = 0
+    packs_rewritten: int = 0
+    kept_young: int = 0
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def default_config() -> dict[str, Any]:
+    c = Chunking()
+    return {
+        "format": FORMAT_VERSION,
+        "core": {
+            "compression_level": 3,
+            "chunk_avg": c.avg,
+            "chunk_min": c.min,
+            "chunk_max": c.max,
+            "chunk_threshold": c.threshold,
+        },
+        "user": {},
+        "remotes": {},
+    }
+
+
+class Repo:
+    """A dvx repository: a project folder (the working tree) with a ``.dvx`` directory inside.
+
+    Example::
+
+        repo = Repo.init("data")
+        repo.commit("first import")
+        repo.status().modified
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, dvx_dir: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root).absolute()
+        self.dvx = Path(dvx_dir) if dvx_dir is not None else self.root / DVX_DIR
+        if not (self.dvx / "config").is_file():
+            raise NotARepository(f"not a dvx repository: {self.root} (run 'dvx init' first)")
+        self.config = self._load_config()
+        core = self.config["core"]
+        try:
+            self.chunking = Chunking(
+                int(core["chunk_avg"]), int(core["chunk_min"]), int(core["chunk_max"]), int(core["chunk_threshold"])
+            )
+            self.level = int(core["compression_level"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadConfig(f"bad core settings in .dvx/config: {exc}") from exc
+        if not 1 <= self.level <= 22:
+            raise BadConfig(f"core.compression_level must be 1..22, not {self.level}")
+        self.store = ObjectStore(self.dvx / "objects", self.dvx / "tmp", compression_level=self.level)
+        self.refs = RefStore(self.dvx)
+        self.trees = TreeReader(self.store)
+        self.lock = RepoLock(self.dvx / "lock")
+        self._umask = _read_umask()
+
+    # -- creation and discovery ------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str] = ".", *, branch: str = DEFAULT_BRANCH) -> Repo:
+        """Create a repository in ``path`` (created if missing); refuses a folder that already has one."""
+        root = Path(path).absolute()
+        dvx = root / DVX_DIR
+        if dvx.exists():
+            raise RepositoryExists(f"a dvx repository already exists in {root}")
+        check_ref_name(branch)
+        try:
+            durable.make_dirs(root)
+            staging = root / f".dvx-init-{os.getpid()}"
+            for sub in ("objects/pack", "objects/loose", "refs/heads", "refs/tags", "tmp"):
+                (staging / sub).mkdir(parents=True, exist_ok=True)
+            cfg = json.dumps(default_config(), indent=2).encode() + b"\n"
+            durable.write_new_file(staging / "config", cfg)
+            durable.write_new_file(staging / "HEAD", f"ref: {HEADS}{branch}\n".encode())
+            # Publish the whole directory at once: a crash leaves no half-initialized .dvx.
+            os.rename(staging, dvx)
+            durable.fsync_dir(root)
+        except FileExistsError:
+            raise RepositoryExists(f"a dvx repository already exists in {root}") from None
+        except OSError as exc:
+            raise os_error(exc, f"cannot create a repository in {root}") from exc
+        return cls(root)
+
+    @classmethod
+    def find(cls, start: str | os.PathLike[str] = ".") -> Repo:
+        """The repository containing ``start`` (searching parents, as git does)."""
+        here = Path(start).absolute()
+        for candidate in (here, *here.parents):
+            if (candidate / DVX_DIR / "config").is_file():
+                return cls(candidate)
+        raise NotARepository(f"not a dvx repository (or any parent up to /): {here}")
+
+    def _load_config(self) -> dict[str, Any]:
+        try:
+            doc = json.loads((self.dvx / "config").read_text("utf-8"))
+        except OSError as exc:
+            raise os_error(exc, "cannot read .dvx/config") from exc
+        except ValueError as exc:
+            raise BadConfig(f".dvx/config is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("core"), dict):
+            raise BadConfig(".dvx/config is malformed (no 'core' section)")
+        if doc.get("format") != FORMAT_VERSION:
+            raise UnsupportedFormat(
+                f"repository format {doc.get('format')!r} is not supported by this dvx (it reads {FORMAT_VERSION})"
+            )
+        base = default_config()
+        for key, value in base.items():
+            doc.setdefault(key, value)
+        return doc
+
+    def save_config(self) -> None:
+        with self.lock:
+            data = json.dumps(self.config, indent=2, sort_keys=True).encode() + b"\n"
+            durable.write_replace_file(self.dvx / "config", data, site="config")
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Repo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- objects ------------------------------------------------------------------------------------
+
+    def read_commit(self, commit_id: str) -> Commit:
+        return decode_commit(self.store.get(commit_id, COMMIT)[1], commit_id)
+
+    def author(self) -> str:
+        env = os.environ.get("DVX_AUTHOR")
+        if env:
+            return env
+        user = self.config.get("user", {})
+        name = user.get("name") or _safe_user()
+        email = user.get("email") or f"{_safe_user()}@{socket.gethostname()}"
+        return f"{name} <{email}>"
+
+    # -- revisions ------------------------------------------------------------------------------------
+
+    def head(self) -> tuple[str | None, str | None]:
+        """``(branch name or None if detached, commit id or None if unborn)``."""
+        ref, commit = self.refs.head()
+        return (ref[len(HEADS) :] if ref and ref.startswith(HEADS) else ref), commit
+
+    def resolve(self, rev: str) -> str:
+        """Resolve revision syntax to a commit id: id or unique prefix (>= 4 hex), branch, tag, HEAD, ~N, ^N."""
+        rev = rev.strip()
+        if not rev:
+            raise UnknownRevision("empty revision")
+        i = 0
+        while i < len(rev) and rev[i] not in "~^":
+            i += 1
+        base, ops = rev[:i], rev[i:]
+        commit = self._resolve_base(base)
+        pos = 0
+        while pos < len(ops):
+            op = ops[pos]
+            pos += 1
+            digits = ""
+            while pos < len(ops) and ops[pos].isdigit():
+                digits += ops[pos]
+                pos += 1
+            n = int(digits) if digits else 1
+            parents = self.read_commit(commit).parents
+            if op == "~":
+                for _ in range(n):
+                    parents = self.read_commit(commit).parents
+                    if not parents:
+                        raise UnknownRevision(f"revision {rev!r} goes past the first commit")
+                    commit = parents[0]
+            else:
+                if n == 0:
+                    continue
+                if n > len(parents):
+                    raise UnknownRevision(f"revision {rev!r}: commit {commit[:12]} has {len(parents)} parent(s)")
+                commit = parents[n - 1]
+        return commit
+
+    def _resolve_base(self, base: str) -> str:
+        if base in ("HEAD", "@"):
+            _, commit = self.refs.head()
+            if commit is None:
+                raise UnknownRevision("HEAD has no commits yet")
+            return commit
+        for ref in (base, HEADS + base, TAGS + base, REMOTES + base):
+            if ref.startswith("refs/") and ".." not in ref:
+                try:
+                    value = self.refs.get(ref)
+                except DvxError:
+                    value = None
+                if value is not None:
+                    return value
+        if is_id(base) and self.store.has(base):
+            return base
+        if is_id_prefix(base.lower()):
+            matches = self._commits_with_prefix(base.lower())
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise UnknownRevision(f"revision {base!r} is ambiguous ({len(matches)} commits start with it)")
+        raise UnknownRevision(f"unknown revision {base!r} (not a branch, tag or commit id)")
+
+    def _commits_with_prefix(self, prefix: str) -> list[str]:
+        found: set[str] = set()
+        raw_prefix = bytes.fromhex(prefix[: len(prefix) // 2 * 2])
+        for idx in self.store.packs().values():
+            for e in idx:
+                if e.type == COMMIT and e.object_id.startswith(raw_prefix) and e.object_id.hex().startswith(prefix):
+                    found.add(e.object_id.hex())
+        return sorted(found)
+
+    def _tree_of(self, rev: str | None) -> str | None:
+        if rev is None:
+            _, commit = self.refs.head()
+            return None if commit is None else self.read_commit(commit).tree
+        return self.read_commit(self.resolve(rev)).tree
+
+    # -- working tree state --------------------------------------------------------------------------
+
+    def _work_entries(
+        self, *, ingest_into: Any = None, progress: Progress | None = None
+    ) -> tuple[dict[str, Entry], StatCache, list[str]]:
+        """The working tree as ``{path: Entry}``, re-reading only files the stat cache cannot vouch for.
+
+        With ``ingest_into`` (a store writer) the files read are also chunked, compressed and stored.
+        """
+        result = worktree.scan(self.root)
+        cache = StatCache(self.dvx / "index").load()
+        started = worktree.now_ns()
+        entries: dict[str, Entry] = {}
+        todo: list[tuple[str, Found]] = []
+        for path, found in result.files.items():
+            name = path.rpartition("/")[2]
+            if found.kind == LINK:
+                entries[path] = worktree.entry_for(name, found, "")
+                continue
+            cached = cache.lookup(path, found)
+            if cached is not None and (ingest_into is None or ingest_into.has(cached)):
+                entries[path] = Entry(name, FILE, cached, found.size, found.executable)
+            else:
+                todo.append((path, found))
+        total = sum(f.size for _, f in todo)
+        done = [0]
+
+        def on_bytes(n: int) -> None:
+            done[0] += n
+            if progress is not None:
+                progress(done[0], total)
+
+        def work(item: tuple[str, Found]) -> tuple[str, Found, str]:
+            path, found = item
+            full = self.root / path
+            if ingest_into is not None:
+                oid, _ = worktree.ingest_file(full, ingest_into, self.chunking, self.level, on_bytes)
+            else:
+                oid = worktree.hash_file(full)
+                on_bytes(found.size)
+            return path, found, oid
+
+        # Big files first so that both cores stay busy to the end.
+        todo.sort(key=lambda t: -t[1].size)
+        if todo:
+            workers = min(len(todo), os.cpu_count() or 2)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for path, found, oid in pool.map(work, todo):
+                    try:
+                        current = os.lstat(self.root / path)
+                    except FileNotFoundError:
+                        continue
+                    if (current.st_size, current.st_mtime_ns) != (found.size, found.mtime_ns):
+                        # Changed while read: trust the bytes we hashed for the entry, not the cache.
+                        entries[path] = Entry(path.rpartition("/")[2], FILE, oid, found.size, found.executable)
+                        continue
+                    cache.record(path, found, oid, started)
+                    entries[path] = Entry(path.rpartition("/")[2], FILE, oid, found.size, found.executable)
+        cache.retain(result.files)
+        return entries, cache, result.warnings
+
+    def status(self) -> Status:
+        """Added, modified and deleted paths of the working tree against HEAD (everything is added before
+        the first commit)."""
+        entries, cache, warnings = self._work_entries()
+        head_tree = self._tree_of(None)
+        head_flat = self.trees.flatten(head_tree)
+        d = diff_flat(head_flat, entries, renames=False)
+        if cache.dirty and self.lock.try_acquire():
+            # Refresh the cache opportunistically, as git does; never wait for a lock to report status.
+            try:
+                cache.save()
+            except DvxError:
+                pass
+            finally:
+                self.lock.release()
+        return Status(
+            added=[c.path for c in d.added],
+            modified=[c.path for c in d.modified],
+            deleted=[c.path for c in d.deleted],
+            warnings=warnings,
+        )
+
+    # -- commit -----------------------------------------------------------------------------------------
+
+    def commit(
+        self,
+        message: str,
+        *,
+        allow_empty: bool = False,
+        meta: dict[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> str:
+        """Snapshot the whole working tree (minus ``.dvxignore``) as a new commit on the current branch."""
+        if not message or not message.strip():
+            raise EmptyMessage("empty commit message (give one with -m)")
+        with self.lock:
+            branch_ref, head_id = self.refs.head()
+            head_tree = self.read_commit(head_id).tree if head_id else None
+            with self.store.writer() as writer:
+                entries, cache, _ = self._work_entries(ingest_into=writer, progress=progress)
+                tree_id = build(writer, entries)
+                if not allow_empty:
+                    if head_tree is not None and tree_id == head_tree:
+                        raise NothingToCommit("nothing to commit, working tree clean (use --allow-empty to commit anyway)")
+                    if head_tree is None and not entries:
+                        raise NothingToCommit("nothing to commit: the working tree is empty (use --allow-empty)")
+                commit = Commit(
+                    tree=tree_id,
+                    parents=(head_id,) if head_id else (),
+                    message=message,
+                    author=self.author(),
+                    time=utc_now(),
+                    meta=dict(meta or {}),
+                )
+                commit_id = commit.id
+                writer.add(commit_id, COMMIT, commit.encode())
+            durable.fault("commit.before-ref")
+            self._advance_head(branch_ref, head_id, commit_id)
+            durable.fault("commit.after-ref")
+            try:
+                cache.save()
+            except DvxError:
+                pass  # the cache is a hint; the commit is already safe
+            return commit_id
+
+    def _advance_head(self, branch_ref: str | None, expected: str | None, new: str) -> None:
+        if branch_ref is not None:
+            self.refs.update(branch_ref, new, expected)
+        else:
+            self.refs.set_head_detached(new)
+
+    def write_commit(self, tree: str, parents: Iterable[str], message: str, meta: dict[str, str] | None = None) -> str:
+        """Store a commit object (no ref moves); used by merge and squash."""
+        commit = Commit(tree, tuple(parents), message, self.author(), utc_now(), dict(meta or {}))
+        with self.store.writer() as writer:
+            writer.add(commit.id, COMMIT, commit.encode())
+        return commit.id
+
+    # -- history -------------------------------------------------------------------------------------------
+
+    def ref_names(self) -> dict[str, list[str]]:
+        """commit id → decorations (``HEAD -> main``, ``tag: v1``, ``origin/main``)."""
+        out: dict[str, list[str]] = {}
+        branch, head = self.head()
+        if head is not None:
+            out.setdefault(head, []).append(f"HEAD -> {branch}" if branch else "HEAD")
+        for name, value in self.refs.list(HEADS).items():
+            if name != branch:
+                out.setdefault(value, []).append(name)
+        for name, value in self.refs.list(TAGS).items():
+            out.setdefault(value, []).append(f"tag: {name}")
+        for name, value in self.refs.list(REMOTES).items():
+            out.setdefault(value, []).append(name)
+        return out
+
+    def iter_commits(self, starts: Iterable[str]) -> Iterator[tuple[str, Commit]]:
+        """Commits reachable from ``starts``, newest first (by time, then id): each exactly once."""
+        heap: list[tuple[str, str, Commit]] = []
+        seen: set[str] = set()
+
+        def push(cid: str) -> None:
+            if cid not in seen:
+                seen.add(cid)
+                c = self.read_commit(cid)
+                heapq.heappush(heap, (_neg_time(c.time), cid, c))
+
+        for s in starts:
+            push(s)
+        while heap:
+            _, cid, c = heapq.heappop(heap)
+            yield cid, c
+            for p in c.parents:
+                push(p)
+
+    def log(self, rev: str | None = None, *, limit: int | None = None, paths: list[str] | None = None) -> list[LogEntry]:
+        """History from ``rev`` (default HEAD), newest first; with ``paths``, only commits that changed them."""
+        start = self.resolve(rev or "HEAD")
+        names = self.ref_names()
+        norm = [_norm_path(p) for p in paths or []]
+        out: list[LogEntry] = []
+        for cid, c in self.iter_commits([start]):
+            if norm and not self._touches(c, norm):
+                continue
+            out.append(LogEntry(cid, c, tuple(names.get(cid, []))))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def _touches(self, c: Commit, paths: list[str]) -> bool:
+        def at(tree: str, p: str) -> tuple[str, str, bool] | None:
+            e = self.trees.lookup(tree, p) if p else Entry("", DIR, tree)
+            return None if e is None else (e.kind, e.id, e.executable)
+
+        mine = [at(c.tree, p) for p in paths]
+        if not c.parents:
+            return any(m is not None for m in mine)
+        # A commit touches the paths if they differ from every parent (git's TREESAME rule for merges).
+        for parent in c.parents:
+            ptree = self.read_commit(parent).tree
+            if [at(ptree, p) for p in paths] == mine:
+                return False
+        return True
+
+    # -- diff, ls, show --------------------------------------------------------------------------------------
+
+    def diff(self, rev_a: str | None = None, rev_b: str | None = None) -> Diff:
+        """``diff()``: working tree vs HEAD; ``diff(A)``: working tree vs A; ``diff(A, B)``: A vs B."""
+        if rev_b is not None:
+            assert rev_a is not None
+            return diff_flat(self.trees.flatten(self._tree_of(rev_a)), self.trees.flatten(self._tree_of(rev_b)))
+        old = self.trees.flatten(self._tree_of(rev_a)) if rev_a is not None else self.trees.flatten(self._tree_of(None))
+        work, _, _ = self._work_entries()
+        return diff_flat(old, work)
+
+    def ls(self, rev: str | None = None, patterns: list[str] | None = None) -> list[tuple[str, Entry]]:
+        """Files of ``rev`` (default HEAD) as ``(path, Entry)``, filtered by gitignore-style globs."""
+        tree = self._tree_of(rev)
+        if tree is None:
+            raise UnknownRevision("HEAD has no commits yet")
+        items = list(self.trees.walk(tree))
+        if patterns:
+            spec = pathspec.GitIgnoreSpec.from_lines(patterns)
+            items = [(p, e) for p, e in items if spec.match_file(p) or any(fnmatch.fnmatchcase(p, pat) for pat in patterns)]
+        return items
+
+    # -- checkout --------------------------------------------------------------------------------------------
+
+    def checkout(self, rev: str, *, force: bool = False, progress: Progress | None = None) -> str:
+        """Move the working tree and HEAD to ``rev``, touching only paths that differ.
+
+        Refuses (naming them) when uncommitted changes would be overwritten, unless ``force``. A branch name
+        makes HEAD follow the branch; anything else detaches HEAD.
+        """
+        with self.lock:
+            target_id = self.resolve(rev)
+            target_flat = self.trees.flatten(self.read_commit(target_id).tree)
+            _, head_id = self.refs.head()
+            head_flat = self.trees.flatten(self.read_commit(head_id).tree) if head_id else {}
+            work, cache, _ = self._work_entries()
+            writes, deletes, conflicts = plan_checkout(head_flat, target_flat, work, force=force)
+            if conflicts:
+                shown = ", ".join(conflicts[:10]) + (f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else "")
+                raise DirtyWorkingTree(
+                    f"checkout would overwrite uncommitted changes: {shown} (commit them, or use --force to discard them)"
+                )
+            self._apply(writes, deletes, work, cache, progress)
+            branch_ref = HEADS + rev
+            if not any(c in rev for c in "~^") and self.refs.get(branch_ref) is not None and rev != "HEAD":
+                self.refs.set_head_symbolic(branch_ref)
+            elif rev != "HEAD":
+                self.refs.set_head_detached(target_id)
+            try:
+                cache.save()
+            except DvxError:
+                pass
+            return target_id
+
+    def _apply(
+        self,
+        writes: dict[str, Entry],
+        deletes: list[str],
+        work: dict[str, Entry],
+        cache: StatCache,
+        progress: Progress | None,
+    ) -> None:
+        for path in sorted(deletes, key=lambda p: -p.count("/")):
+            worktree.remove_path(self.root, path)
+            cache.entries.pop(path, None)
+        # A file whose only change is its exec bit keeps its bytes: chmod, do not rewrite.
+        content_writes = []
+        for path, entry in sorted(writes.items()):
+            old = work.get(path)
+            if old is not None and old.kind == FILE == entry.kind and old.id == entry.id:
+                worktree.set_executable(self.root, path, entry.executable, self._umask)
+            else:
+                content_writes.append((path, entry))
+        total = sum(e.size for _, e in content_writes)
+        done = [0]
+        started = worktree.now_ns()
+
+        def write(item: tuple[str, Entry]) -> tuple[str, Entry]:
+            path, entry = item
+            worktree.materialize(self.root, path, entry, self.store, umask=self._umask)
+            done[0] += entry.size
+            if progress is not None:
+                progress(done[0], total)
+            return item
+
+        files = [w for w in content_writes if w[1].kind != LINK]
+        links = [w for w in content_writes if w[1].kind == LINK]
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            written = list(pool.map(write, files))
+        for item in links:  # symlinks last, so no file is ever written through a link made by this checkout
+            written.append(write(item))
+        for path, entry in written:
+            if entry.kind == FILE:
+                st = os.lstat(self.root / path)
+                found = Found(FILE, bool(st.st_mode & 0o100), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                cache.record(path, found, entry.id, started)
+
+    # -- branches and tags ---------------------------------------------------------------------------------
+
+    def branches(self) -> dict[str, str]:
+        return self.refs.list(HEADS)
+
+    def tags(self) -> dict[str, str]:
+        return self.refs.list(TAGS)
+
+    def create_branch(self, name: str, rev: str = "HEAD") -> str:
+        check_ref_name(name, "branch")
+        target = self.resolve(rev)
+        if self.refs.get(HEADS + name) is not None:
+            raise RefExists(f"a branch named {name!r} already exists")
+        self.refs.update(HEADS + name, target, None)
+        return target
+
+    def delete_branch(self, name: str) -> None:
+        current, _ = self.head()
+        value = self.refs.get(HEADS + name)
+        if value is None:
+            raise UnknownRevision(f"no branch named {name!r}")
+        if name == current:
+            raise UsageError(f"cannot delete branch {name!r}: it is checked out")
+        self.refs.update(HEADS + name, None, value)
+
+    def create_tag(self, name: str, rev: str = "HEAD") -> str:
+        check_ref_name(name, "tag")
+        target = self.resolve(rev)
+        if self.refs.get(TAGS + name) is not None:
+            raise RefExists(f"a tag named {name!r} already exists")
+        self.refs.update(TAGS + name, target, None)
+        return target
+
+    def delete_tag(self, name: str) -> None:
+        value = self.refs.get(TAGS + name)
+        if value is None:
+            raise UnknownRevision(f"no tag named {name!r}")
+        self.refs.update(TAGS + name, None, value)
+
+    # -- integrity and garbage collection ------------------------------------------------------------------
+
+    def root_commits(self) -> list[str]:
+        starts = [v for _, v in self.refs.all_refs()]
+        _, head = self.refs.head()
+        if head is not None:
+            starts.append(head)
+        return sorted(set(starts))
+
+    def reachable(self, starts: Iterable[str] | None = None, *, files: bool = True) -> dict[str, int]:
+        """Every object reachable from the refs (or ``starts``): id → type. Raises if anything is unreadable."""
+        out: dict[str, int] = {}
+        commits = list(starts) if starts is not None else self.root_commits()
+        while commits:
+            cid = commits.pop()
+            if cid in out:
+                continue
+            out[cid] = COMMIT
+            c = self.read_commit(cid)
+            commits.extend(c.parents)
+            self._reach_tree(c.tree, out, files)
+        return out
+
+    def _reach_tree(self, tree_id: str, out: dict[str, int], files: bool) -> None:
+        if tree_id in out:
+            return
+        out[tree_id] = TREE
+        node = self.trees.node(tree_id)
+        if node.entries is None:
+            for _, sub, _, _ in node.buckets:
+                self._reach_tree(sub, out, files)
+            return
+        for e in node.entries:
+            if e.kind == DIR:
+                self._reach_tree(e.id, out, files)
+            elif e.kind == FILE and files and e.id not in out:
+                info = self.store.info(e.id)
+                if info is None:
+                    raise MissingObject(f"object {e.id} ({e.name}) is missing from the store", e.id)
+                out[e.id] = info.type
+                if info.type == CHUNKED:
+                    for chunk_id, _ in parse_manifest(self.store.get(e.id, CHUNKED)[1], e.id)[1]:
+                        out[chunk_id] = BLOB
+
+    def fsck(self, progress: Callable[[int], None] | None = None) -> FsckReport:
+        """Verify every reachable object: hash, decompression, structure; and every pack's checksum."""
+        report = FsckReport()
+        for name in self.store.packs():
+            try:
+                scan_pack((self.store.pack_dir / f"{name}.pack").read_bytes(), name)
+            except CorruptObject as exc:
+                report.bad[name] = str(exc)
+            except OSError as exc:
+                report.bad[name] = str(os_error(exc, "cannot read pack"))
+        seen: set[str] = set()
+        commits = self.root_commits()
+        while commits:
+            cid = commits.pop()
+            if cid in seen:
+                continue
+            seen.add(cid)
+            try:
+                c = self.read_commit(cid)
+                report.objects += 1
+            except MissingObject:
+                report.missing.append(cid)
+                continue
+            except (CorruptObject, UnsupportedFormat) as exc:
+                report.bad[cid] = str(exc)
+                continue
+            commits.extend(c.parents)
+            self._fsck_tree(c.tree, seen, report, progress)
+        return report
+
+    def _fsck_tree(self, tree_id: str, seen: set[str], report: FsckReport, progress: Callable[[int], None] | None) -> None:
+        if tree_id in seen:
+            return
+        seen.add(tree_id)
+        try:
+            node = self.trees.node(tree_id)
+            report.objects += 1
+        except MissingObject:
+            report.missing.append(tree_id)
+            return
+        except (CorruptObject, UnsupportedFormat, BadPath) as exc:
+            report.bad[tree_id] = str(exc)
+            return
+        if node.entries is None:
+            for _, sub, _, _ in node.buckets:
+                self._fsck_tree(sub, seen, report, progress)
+            return
+        for e in node.entries:
+            if e.kind == DIR:
+                self._fsck_tree(e.id, seen, report, progress)
+            elif e.kind == FILE and e.id not in seen:
+                seen.add(e.id)
+                self._fsck_file(e, seen, report)
+                if progress is not None:
+                    progress(report.objects)
+
+    def _fsck_file(self, e: Entry, seen: set[str], report: FsckReport) -> None:
+        try:
+            n = 0
+            chunks = self.store.file_chunks(e.id)
+            for data in self.store.iter_file(e.id):
+                n += len(data)
+            if n != e.size:
+                report.bad[e.id] = f"file {e.id} ({e.name}) has {n} bytes, its tree entry says {e.size}"
+                return
+            new_chunks = [c for c, _ in chunks if c not in seen and c != e.id]
+            seen.update(new_chunks)
+            report.objects += 1 + len(new_chunks)
+            report.bytes += n
+        except MissingObject as exc:
+            report.missing.append(exc.object_id or e.id)
+        except (CorruptObject, UnsupportedFormat) as exc:
+            report.bad[getattr(exc, "object_id", None) or e.id] = str(exc)
+
+    def gc(self, *, grace_seconds: float = 3600.0, dry_run: bool = False) -> GcReport:
+        """Delete objects unreachable from any ref, sparing everything younger than the grace period.
+
+        Fails closed: if any ref, commit or tree cannot be read, nothing is deleted.
+        """
+        from .store.gc import collect
+
+        with self.lock:
+            live = self.reachable()
+            return collect(self.store, set(live), grace_seconds=grace_seconds, dry_run=dry_run)
+
+
+def plan_checkout(
+    head: dict[str, Entry], target: dict[str, Entry], work: dict[str, Entry], *, force: bool
+) -> tuple[dict[str, Entry], list[str], list[str]]:
+    """Decide what a checkout writes and deletes, and which local changes it would clobber.
+
+    Pure: ``head`` and ``target`` are the two commits' flat trees, ``work`` the working tree. A path is
+    touched only if HEAD and the target differ there (or, with ``force``, if the working tree differs from
+    the target on a path either commit tracks). Untracked files are never deleted.
+    """
+    writes: dict[str, Entry] = {}
+    deletes: list[str] = []
+    conflicts: list[str] = []
+
+    def same(a: Entry | None, b: Entry | None) -> bool:
+        if a is None or b is None:
+            return a is b
+        return not differs(a, b)
+
+    candidates = set(head) | set(target)
+    if force:
+        candidates |= {p for p in work if p in head or p in target}
+    for path in candidates:
+        h, t, w = head.get(path), target.get(path), work.get(path)
+        if not force and same(h, t):
+            continue
+        if same(w, t):
+            continue  # already what the target wants
+        if not force and not same(w, h):
+            conflicts.append(path)
+            continue
+        if t is None:
+            if w is not None and (path in head or force and path in head):
+                deletes.append(path)
+        else:
+            writes[path] = t
+    # A file the target puts where the working tree has a directory of untracked files, or the reverse.
+    deleted = set(deletes)
+    remaining = {p for p in work if p not in deleted}
+    dirs = {p.rsplit("/", 1)[0] for p in remaining if "/" in p}
+    expanded: set[str] = set()
+    for d in dirs:
+        while d and d not in expanded:
+            expanded.add(d)
+            d = d.rpartition("/")[0]
+    for path in writes:
+        if path in expanded and any(p.startswith(path + "/") and p not in head for p in remaining):
+            conflicts.append(path)
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in remaining and parent not in writes:
+                conflicts.append(parent)
+                break
+            parent = parent.rpartition("/")[0]
+    return writes, sorted(deletes), sorted(set(conflicts))
+
+
+def _neg_time(t: str) -> str:
+    # Max-heap on time strings via a complement that sorts inversely, byte by byte.
+    return "".join(chr(0x10FFFF - ord(ch)) if ch.isdigit() else ch for ch in t)
+
+
+def _norm_path(p: str) -> str:
+    parts = [x for x in p.replace("\\", "/").split("/") if x not in ("", ".")]
+    return "/".join(parts)
+
+
+def _safe_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+__all__ = ["Repo", "Status", "LogEntry", "FsckReport", "GcReport", "plan_checkout"]
