@@ -29,7 +29,7 @@ def hasher() -> blake3.blake3:
 
 def is_id(text: str) -> bool:
     """True for a full, canonical (lowercase) hex id."""
-    return bool(_HEX_ID.match(text))
+    return len(text) == ID_HEX_LEN and not text.strip("0123456789abcdef")
 
 
 def is_id_prefix(text: str) -> bool:

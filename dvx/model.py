@@ -82,6 +82,10 @@ def is_metadata_alias(name: str) -> bool:
 
 def check_name(name: str) -> None:
     """Raise :class:`BadPath` unless ``name`` is safe to create inside a checkout."""
+    if name.isascii() and len(name) <= MAX_NAME_BYTES and name.isprintable() and "/" not in name:
+        # Fast path for the common case (no Unicode folding can apply to plain ASCII).
+        if name[0] != "." or (name not in (".", "..") and name.lower().rstrip(". ") != ".dvx"):
+            return
     if not name or name in (".", "..") or "/" in name or "\0" in name:
         raise BadPath(f"unsafe file name in tree: {name!r}")
     try:

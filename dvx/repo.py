@@ -14,8 +14,6 @@ import heapq
 import json
 import os
 import socket
-import stat
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -99,6 +97,8 @@ class FsckReport:
     bytes: int = 0
     bad: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    not_fetched: int = 0
+    missing_content: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -164,6 +164,10 @@ class Repo:
         self.trees = TreeReader(self.store)
         self.lock = RepoLock(self.dvx / "lock")
         self._umask = _read_umask()
+        if self.config["core"].get("lazy_remote"):
+            from .transfer import install_lazy_fetcher
+
+            install_lazy_fetcher(self)
 
     # -- creation and discovery ------------------------------------------------------------------
 
@@ -596,6 +600,11 @@ class Repo:
         for path in sorted(deletes, key=lambda p: -p.count("/")):
             worktree.remove_path(self.root, path)
             cache.entries.pop(path, None)
+        if self.store.fetcher is not None:
+            # A lazy clone: fetch every missing content in one parallel batch, not file by file.
+            from .transfer import prefetch_files
+
+            prefetch_files(self, [e.id for e in writes.values() if e.kind == FILE])
         # A file whose only change is its exec bit keeps its bytes: chmod, do not rewrite.
         content_writes = []
         for path, entry in sorted(writes.items()):
@@ -714,9 +723,19 @@ class Repo:
     def fsck(self, progress: Callable[[int], None] | None = None) -> FsckReport:
         """Verify every reachable object: hash, decompression, structure; and every pack's checksum."""
         report = FsckReport()
+        # fsck checks what is here; it must not download a lazy clone's contents to do so.
+        fetcher, self.store.fetcher = self.store.fetcher, None
+        try:
+            return self._fsck(report, progress, lazy=fetcher is not None)
+        finally:
+            self.store.fetcher = fetcher
+
+    def _fsck(self, report: FsckReport, progress: Callable[[int], None] | None, lazy: bool) -> FsckReport:
         for name in self.store.packs():
             try:
-                scan_pack((self.store.pack_dir / f"{name}.pack").read_bytes(), name)
+                data = (self.store.pack_dir / f"{name}.pack").read_bytes()
+                scan_pack(data, name)
+                self.store.packs()[name].validate(len(data))
             except CorruptObject as exc:
                 report.bad[name] = str(exc)
             except OSError as exc:
@@ -739,6 +758,12 @@ class Repo:
                 continue
             commits.extend(c.parents)
             self._fsck_tree(c.tree, seen, report, progress)
+        if lazy:
+            # File contents of a lazy clone live on the remote until a checkout needs them.
+            report.not_fetched = len(report.missing_content)
+        else:
+            report.missing.extend(report.missing_content)
+        report.missing_content = []
         return report
 
     def _fsck_tree(self, tree_id: str, seen: set[str], report: FsckReport, progress: Callable[[int], None] | None) -> None:
@@ -781,7 +806,7 @@ class Repo:
             report.objects += 1 + len(new_chunks)
             report.bytes += n
         except MissingObject as exc:
-            report.missing.append(exc.object_id or e.id)
+            report.missing_content.append(exc.object_id or e.id)
         except (CorruptObject, UnsupportedFormat) as exc:
             report.bad[getattr(exc, "object_id", None) or e.id] = str(exc)
 

@@ -36,7 +36,7 @@ class TreeReader:
         if node.entries is not None:
             return node.entries
         out: list[Entry] = []
-        for bucket, sub_id, _, _ in node.buckets:
+        for _bucket, sub_id, _, _ in node.buckets:
             sub = self.node(sub_id)
             if sub.depth != node.depth + 1 and not sub.is_leaf:
                 raise CorruptObject(f"tree {tree_id} has a bucket at the wrong depth", tree_id)

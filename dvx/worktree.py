@@ -64,7 +64,7 @@ class ScanResult:
     warnings: list[str]
 
 
-def load_ignore(root: Path) -> pathspec.PathSpec | None:
+def load_ignore(root: Path) -> pathspec.GitIgnoreSpec | None:
     path = root / IGNORE_FILE
     try:
         lines = path.read_text("utf-8").splitlines()
@@ -216,7 +216,9 @@ def hash_file(path: Path) -> str:
             if size < (8 << 20):
                 return hash_bytes(fh.read())
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                return hash_bytes(mm)
+                h = hasher()
+                h.update(mm)
+                return h.hexdigest()
     except OSError as exc:
         raise os_error(exc, f"cannot read {path}") from exc
 
@@ -237,7 +239,7 @@ def ingest_file(path: Path, writer: StoreWriter, chunking: Chunking, level: int,
                 if len(data) != size:
                     raise StorageError(f"{path} changed while being read; commit again")
                 oid = hash_bytes(data)
-                if not writer.has(oid):
+                if not writer.has(oid, size):
                     writer.add(oid, BLOB, data, encoded=codec.encode(data, level))
                 if on_bytes:
                     on_bytes(size)
@@ -254,7 +256,7 @@ def ingest_file(path: Path, writer: StoreWriter, chunking: Chunking, level: int,
                 whole.update(piece)
                 cid = hash_bytes(piece)
                 chunks.append((cid, ch.length))
-                if not writer.has(cid):
+                if not writer.has(cid, ch.length):
                     writer.add(cid, BLOB, piece)
                 if on_bytes:
                     on_bytes(ch.length)

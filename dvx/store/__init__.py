@@ -127,7 +127,7 @@ class ObjectStore:
 
     # -- lookups --------------------------------------------------------------------------------
 
-    def _find(self, object_id: str) -> ObjectInfo | None:
+    def _find(self, object_id: str, *, loose: bool = True) -> ObjectInfo | None:
         if not self._loaded:
             self._load_packs()
         raw = bytes.fromhex(object_id)
@@ -135,6 +135,8 @@ class ObjectStore:
             e = idx.get(raw)
             if e is not None:
                 return ObjectInfo(object_id, e.type, e.codec, e.raw_size, e.stored_size, name, e.offset)
+        if not loose:
+            return None
         path = self.loose_path(object_id)
         try:
             with open(path, "rb") as fh:
@@ -170,6 +172,14 @@ class ObjectStore:
 
     def has(self, object_id: str) -> bool:
         return self.info(object_id) is not None
+
+    def has_for_write(self, object_id: str, size: int) -> bool:
+        """Cheap existence check for a writer holding the repo lock (no other writer can add packs).
+
+        Objects smaller than :data:`LOOSE_THRESHOLD` are only ever written into packs, so their loose path
+        is not probed; a miss costs at worst a duplicate copy, never a lost object.
+        """
+        return self._find(object_id, loose=size >= LOOSE_THRESHOLD) is not None
 
     def missing(self, ids: Iterable[str]) -> list[str]:
         return [i for i in ids if not self.has(i)]
@@ -317,10 +327,12 @@ class StoreWriter:
         else:
             self.abort()
 
-    def has(self, object_id: str) -> bool:
+    def has(self, object_id: str, size: int | None = None) -> bool:
         with self._lock:
             if object_id in self._pending:
                 return True
+        if size is not None:
+            return self.store.has_for_write(object_id, size)
         return self.store.has(object_id)
 
     def add(self, object_id: str, type_: int, data: bytes | memoryview, *, encoded: tuple[int, bytes | memoryview] | None = None) -> bool:
@@ -333,13 +345,27 @@ class StoreWriter:
             if object_id in self._pending:
                 return False
             self._pending.add(object_id)
-        if self.store.has(object_id):
+        if self.store.has_for_write(object_id, len(data)):
             return False
         codec_, payload = encoded if encoded is not None else codec.encode(data, self.store.level)
         if len(data) >= LOOSE_THRESHOLD:
             self._write_loose(object_id, type_, codec_, len(data), payload)
         else:
             self._append(object_id, type_, codec_, len(data), payload)
+        return True
+
+    def add_encoded(self, object_id: str, type_: int, codec_: int, raw_size: int, payload: bytes | memoryview) -> bool:
+        """Store an object received already encoded (from a remote pack); the caller verified it."""
+        with self._lock:
+            if object_id in self._pending:
+                return False
+            self._pending.add(object_id)
+        if self.store.has_for_write(object_id, raw_size):
+            return False
+        if raw_size >= LOOSE_THRESHOLD:
+            self._write_loose(object_id, type_, codec_, raw_size, payload)
+        else:
+            self._append(object_id, type_, codec_, raw_size, payload)
         return True
 
     def _write_loose(self, object_id: str, type_: int, codec_: int, raw_size: int, payload: bytes | memoryview) -> None:

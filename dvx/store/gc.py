@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import codec, durable
-from ..errors import os_error
-from . import ObjectStore, StoreWriter
+from ..errors import CorruptObject, os_error
+from ..ids import hash_bytes
+from . import CHUNKED, ObjectStore, StoreWriter
 from .pack import PackIndex, read_at
 
-
-@dataclass
-class GcResult:
-    objects_removed: int = 0
-    bytes_freed: int = 0
-    packs_rewritten: int = 0
-    kept_young: int = 0
+if TYPE_CHECKING:
+    from ..repo import GcReport
 
 
 def _old(path: os.PathLike[str] | str, cutoff: float) -> bool:
@@ -33,7 +29,7 @@ def _old(path: os.PathLike[str] | str, cutoff: float) -> bool:
         return False
 
 
-def collect(store: ObjectStore, live: set[str], *, grace_seconds: float, dry_run: bool = False) -> GcResult:
+def collect(store: ObjectStore, live: set[str], *, grace_seconds: float, dry_run: bool = False) -> GcReport:
     from ..repo import GcReport
 
     res = GcReport()
@@ -73,10 +69,10 @@ def collect(store: ObjectStore, live: set[str], *, grace_seconds: float, dry_run
             _clean_tmp(store, cutoff)
     except OSError as exc:
         raise os_error(exc, "gc stopped") from exc
-    return res  # type: ignore[return-value]
+    return res
 
 
-def _rewrite(store: ObjectStore, victims: list[PackIndex], live: set[str], res: object) -> None:
+def _rewrite(store: ObjectStore, victims: list[PackIndex], live: set[str], res: GcReport) -> None:
     writer = StoreWriter(store)
     # The writer must not skip objects merely because the victim packs still hold them.
     for idx in victims:
@@ -85,12 +81,14 @@ def _rewrite(store: ObjectStore, victims: list[PackIndex], live: set[str], res: 
             for e in idx:
                 oid = e.object_id.hex()
                 if oid not in live:
-                    res.objects_removed += 1  # type: ignore[attr-defined]
-                    res.bytes_freed += e.stored_size  # type: ignore[attr-defined]
+                    res.objects_removed += 1
+                    res.bytes_freed += e.stored_size
                     continue
                 payload = read_at(fd, e.offset, e.stored_size)
                 # Verify before carrying an object forward: a repack must not launder corruption.
                 raw = codec.decode(e.codec, payload, e.raw_size, oid)
+                if e.type != CHUNKED and hash_bytes(raw) != oid:
+                    raise CorruptObject(f"object {oid} is corrupt; gc stopped (run dvx fsck)", oid)
                 writer._append(oid, e.type, e.codec, len(raw), payload)  # noqa: SLF001 - same package
         finally:
             os.close(fd)
@@ -101,7 +99,7 @@ def _rewrite(store: ObjectStore, victims: list[PackIndex], live: set[str], res: 
         durable.fault("gc.before-delete")
         os.unlink(store.pack_dir / f"{idx.name}.idx")
         os.unlink(store.pack_dir / f"{idx.name}.pack")
-        res.packs_rewritten += 1  # type: ignore[attr-defined]
+        res.packs_rewritten += 1
     durable.fsync_dir(store.pack_dir)
     store.close()
     store._packs.clear()  # noqa: SLF001

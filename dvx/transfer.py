@@ -1,0 +1,844 @@
+"""Push, fetch, pull and clone: moving objects and refs between a repository and a remote.
+
+Remote layout (docs/format.md "Remote layout")::
+
+    dvx-remote.json           {"format": 1}, created once (create-if-absent)
+    HEAD                      "ref: refs/heads/<default branch>"
+    refs/heads/NAME           commit id; updated only by compare-and-swap
+    refs/tags/NAME
+    packs/HASH.pack           the same pack format as on disk; immutable
+    packs/HASH.idx            its index, uploaded after the pack: an index is what makes a pack visible
+
+Every object on a remote is in a pack, so the set of objects a remote holds is known from its indexes alone
+(one listing of ``packs/`` plus the indexes not yet cached locally): a push never lists the bucket's objects or
+asks object by object. Data packs are uploaded before the packs holding trees and commits, and all packs
+before the ref, so a remote that has a tree has everything below it; an interrupted push leaves only unused
+packs, which the next push reuses (same objects in the same order give the same pack name).
+
+Reads of single objects out of a remote pack are byte-range requests, coalesced when objects are adjacent.
+Every object received is verified (decoded, hashed) before it enters the local store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import codec, durable
+from .errors import (
+    CorruptObject,
+    DvxError,
+    MissingObject,
+    NonFastForward,
+    RemoteError,
+    UnknownRevision,
+    UnsupportedFormat,
+    UsageError,
+)
+from .ids import hash_bytes, is_id
+from .model import DIR, FILE
+from .refs import HEADS, REMOTES, TAGS, check_ref_name
+from .store import BLOB, CHUNKED, COMMIT, TREE, parse_manifest
+from .store.pack import IndexEntry, PackIndex, PackStreamWriter, encode_index
+
+if TYPE_CHECKING:
+    from .remote.backend import Backend
+    from .repo import Repo
+
+REMOTE_FORMAT = 1
+MARKER = "dvx-remote.json"
+PUSH_PACK_SIZE = 64 << 20
+# Adjacent wanted objects closer than this are fetched in one range request.
+COALESCE_GAP = 256 << 10
+SECRET_WORDS = ("secret", "password", "token", "credential", "key")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class TransferStats:
+    objects: int = 0
+    bytes: int = 0
+    packs: int = 0
+    requests: int = 0
+    refs_updated: list[str] = field(default_factory=list)
+    up_to_date: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "packs": self.packs,
+            "requests": self.requests,
+            "refs_updated": self.refs_updated,
+            "up_to_date": self.up_to_date,
+        }
+
+
+# --- remote configuration -------------------------------------------------------------------------------
+
+
+def check_remote_name(name: str) -> None:
+    check_ref_name(name, "remote")
+    if "/" in name:
+        raise UsageError(f"invalid remote name {name!r} (no '/')")
+
+
+def parse_options(items: Iterable[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--option expects KEY=VALUE, got {item!r}")
+        if any(w in key.lower() for w in SECRET_WORDS) and key.lower() not in ("key_prefix",):
+            raise UsageError(
+                f"refusing to store {key!r} in .dvx/config: credentials come from the environment "
+                "(AWS_* variables, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS), never from the repository"
+            )
+        options[key] = value
+    return options
+
+
+def remote_config(repo: Repo, name: str) -> dict[str, Any]:
+    remotes = repo.config.get("remotes", {})
+    if name not in remotes:
+        known = ", ".join(sorted(remotes)) or "none configured"
+        raise UsageError(f"no remote named {name!r} ({known}; add one with 'dvx remote add NAME URL')")
+    cfg = remotes[name]
+    if not isinstance(cfg, dict) or "url" not in cfg:
+        from .errors import BadConfig
+
+        raise BadConfig(f"remote {name!r} in .dvx/config has no url")
+    return cfg
+
+
+def open_remote(repo: Repo, name: str) -> Backend:
+    from .remote.backend import open_backend
+
+    cfg = remote_config(repo, name)
+    return open_backend(str(cfg["url"]), dict(cfg.get("options", {})))
+
+
+def add_remote(repo: Repo, name: str, url: str, options: dict[str, str], *, check: bool = True) -> None:
+    check_remote_name(name)
+    if name in repo.config.get("remotes", {}):
+        from .errors import RefExists
+
+        raise RefExists(f"a remote named {name!r} already exists")
+    from .remote.backend import open_backend
+
+    backend = open_backend(url, options)  # refuses unknown schemes
+    if check:
+        backend.check()
+    repo.config.setdefault("remotes", {})[name] = {"url": url, "options": options}
+    repo.save_config()
+
+
+def remove_remote(repo: Repo, name: str) -> None:
+    remote_config(repo, name)
+    del repo.config["remotes"][name]
+    repo.save_config()
+    for ref in list(repo.refs.list(f"{REMOTES}{name}/")):
+        repo.refs.update(f"{REMOTES}{name}/{ref}", None, repo.refs.get(f"{REMOTES}{name}/{ref}"))
+
+
+# --- the remote view ----------------------------------------------------------------------------------------
+
+
+class RemoteView:
+    """What one remote holds, from its refs and pack indexes (indexes cached under ``.dvx/remotes/NAME``)."""
+
+    def __init__(self, repo: Repo, backend: Backend, cache_dir: Path, *, connections: int = 8) -> None:
+        self.repo = repo
+        self.backend = backend
+        self.cache_dir = cache_dir
+        self.connections = connections
+        self.indexes: dict[str, PackIndex] = {}
+        self._where: dict[bytes, tuple[str, IndexEntry]] | None = None
+
+    def check_format(self, *, create: bool) -> bool:
+        """True if the remote is a dvx remote; with ``create``, make it one. Refuses unknown versions."""
+        try:
+            doc = json.loads(self.backend.read(MARKER))
+        except DvxError as exc:
+            if not _is_not_found(exc):
+                raise
+            if not create:
+                return False
+            self.backend.write_if_absent(MARKER, json.dumps({"format": REMOTE_FORMAT}).encode() + b"\n")
+            return True
+        except ValueError as exc:
+            raise RemoteError(f"{self.backend.url}/{MARKER} is not valid JSON") from exc
+        if not isinstance(doc, dict) or doc.get("format") != REMOTE_FORMAT:
+            raise UnsupportedFormat(f"remote {self.backend.url} has format {doc.get('format')!r}, this dvx reads 1")
+        return True
+
+    def load_indexes(self) -> None:
+        """List ``packs/`` once and read the indexes not cached yet (in parallel)."""
+        names = sorted(
+            k.rsplit("/", 1)[-1][: -len(".idx")] for k in self.backend.list("packs/") if k.endswith(".idx")
+        )
+        durable.make_dirs(self.cache_dir)
+        todo = []
+        for name in names:
+            if not is_id(name):
+                continue
+            cached = self.cache_dir / f"{name}.idx"
+            if cached.is_file():
+                try:
+                    self.indexes[name] = PackIndex(cached.read_bytes(), name)
+                    continue
+                except DvxError:
+                    cached.unlink()
+            todo.append(name)
+
+        def get(name: str) -> tuple[str, bytes]:
+            return name, self.backend.read(f"packs/{name}.idx")
+
+        with ThreadPoolExecutor(max_workers=self.connections) as pool:
+            for name, data in pool.map(get, todo):
+                idx = PackIndex(data, name)
+                if idx.pack_hash.hex() != name:
+                    raise CorruptObject(f"remote index {name} belongs to another pack")
+                durable.write_replace_file(self.cache_dir / f"{name}.idx", data, site="remote-index")
+                self.indexes[name] = idx
+        self._where = None
+
+    def where(self) -> dict[bytes, tuple[str, IndexEntry]]:
+        if self._where is None:
+            w: dict[bytes, tuple[str, IndexEntry]] = {}
+            for name, idx in self.indexes.items():
+                for e in idx:
+                    w.setdefault(e.object_id, (name, e))
+            self._where = w
+        return self._where
+
+    def has(self, object_id: str) -> bool:
+        return bytes.fromhex(object_id) in self.where()
+
+    def refs(self) -> dict[str, tuple[str, str]]:
+        """Remote refs as full name → (commit id, version token)."""
+        out: dict[str, tuple[str, str]] = {}
+        keys = [k for k in self.backend.list("refs/") if not k.endswith(".lock")]
+
+        def get(key: str) -> tuple[str, tuple[bytes, str] | None]:
+            return key, self.backend.read_ref(key)
+
+        with ThreadPoolExecutor(max_workers=self.connections) as pool:
+            for key, got in pool.map(get, keys):
+                if got is None:
+                    continue
+                value = got[0].decode("utf-8", "replace").strip()
+                if not is_id(value):
+                    raise RemoteError(f"remote ref {key} does not hold a commit id")
+                out[key] = (value, got[1])
+        return out
+
+    def default_branch(self) -> str | None:
+        try:
+            text = self.backend.read("HEAD").decode("utf-8").strip()
+        except DvxError as exc:
+            if _is_not_found(exc):
+                return None
+            raise
+        return text[len("ref: " + HEADS) :] if text.startswith("ref: " + HEADS) else None
+
+    # -- downloads ------------------------------------------------------------------------------------------
+
+    def fetch_objects(self, ids: Iterable[str], progress: Progress | None = None) -> TransferStats:
+        """Download objects by id (coalesced byte ranges, in parallel), verify them, store them in one pack."""
+        stats = TransferStats()
+        where = self.where()
+        wanted: dict[str, list[IndexEntry]] = {}
+        missing = []
+        for oid in set(ids):
+            hit = where.get(bytes.fromhex(oid))
+            if hit is None:
+                missing.append(oid)
+                continue
+            wanted.setdefault(hit[0], []).append(hit[1])
+        if missing:
+            raise MissingObject(
+                f"object {missing[0]} is neither in the local store nor on remote {self.backend.url}", missing[0]
+            )
+        ranges: list[tuple[str, int, int, list[IndexEntry]]] = []
+        for pack, entries in wanted.items():
+            entries.sort(key=lambda e: e.offset)
+            start, end, group = entries[0].offset, entries[0].offset + entries[0].stored_size, [entries[0]]
+            for e in entries[1:]:
+                if e.offset - end <= COALESCE_GAP and e.offset + e.stored_size - start <= PUSH_PACK_SIZE:
+                    end = max(end, e.offset + e.stored_size)
+                    group.append(e)
+                else:
+                    ranges.append((pack, start, end, group))
+                    start, end, group = e.offset, e.offset + e.stored_size, [e]
+            ranges.append((pack, start, end, group))
+        total = sum(e - s for _, s, e, _ in ranges)
+        done = [0]
+        lock = threading.Lock()
+        writer = self.repo.store.writer()
+
+        def get(item: tuple[str, int, int, list[IndexEntry]]) -> int:
+            pack, start, end, group = item
+            data = self.backend.read_range(f"packs/{pack}.pack", start, end)
+            if len(data) != end - start:
+                raise RemoteError(f"remote pack {pack} is shorter than its index says")
+            for e in group:
+                payload = data[e.offset - start : e.offset - start + e.stored_size]
+                oid = e.object_id.hex()
+                _verify(oid, e, payload)
+                writer.add_encoded(oid, e.type, e.codec, e.raw_size, payload)
+            with lock:
+                done[0] += end - start
+                if progress is not None:
+                    progress(done[0], total)
+            return len(group)
+
+        try:
+            with ThreadPoolExecutor(max_workers=self.connections) as pool:
+                for n in pool.map(get, ranges):
+                    stats.objects += n
+        except BaseException:
+            writer.abort()
+            raise
+        writer.finish()
+        stats.bytes = total
+        stats.packs = len(writer.finished_packs)
+        return stats
+
+
+def _verify(oid: str, e: IndexEntry, payload: bytes) -> None:
+    """Decode and hash one received object; nothing unverified enters the store."""
+    raw = codec.decode(e.codec, payload, e.raw_size, oid)
+    if e.type == CHUNKED:
+        parse_manifest(raw, oid)
+    elif hash_bytes(raw) != oid:
+        raise CorruptObject(f"remote served a corrupt or substituted object {oid}", oid)
+    elif e.type not in (BLOB, TREE, COMMIT):
+        raise CorruptObject(f"remote object {oid} has unknown type {e.type}", oid)
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    from .remote.backend import RemoteNotFound
+
+    return isinstance(exc, RemoteNotFound)
+
+
+def view_for(repo: Repo, name: str) -> RemoteView:
+    cfg = remote_config(repo, name)
+    backend = open_remote(repo, name)
+    connections = int(cfg.get("options", {}).get("connections", 8))
+    return RemoteView(repo, backend, repo.dvx / "remotes" / name / "packs", connections=connections)
+
+
+# --- push ---------------------------------------------------------------------------------------------------
+
+
+def objects_to_send(repo: Repo, tips: list[str], remote: RemoteView) -> tuple[list[str], list[str]]:
+    """Objects reachable from ``tips`` that the remote lacks: ``(data ids, metadata ids)``.
+
+    Stops descending at commits and trees the remote already has (it has everything below them).
+    """
+    data: list[str] = []
+    meta: list[str] = []
+    seen: set[str] = set()
+    commits = [t for t in tips if not remote.has(t)]
+    trees: list[str] = []
+    while commits:
+        cid = commits.pop()
+        if cid in seen:
+            continue
+        seen.add(cid)
+        meta.append(cid)
+        c = repo.read_commit(cid)
+        commits.extend(p for p in c.parents if p not in seen and not remote.has(p))
+        if not remote.has(c.tree):
+            trees.append(c.tree)
+    while trees:
+        tid = trees.pop()
+        if tid in seen:
+            continue
+        seen.add(tid)
+        meta.append(tid)
+        node = repo.trees.node(tid)
+        if node.entries is None:
+            trees.extend(sub for _, sub, _, _ in node.buckets if not remote.has(sub))
+            continue
+        for e in node.entries:
+            if e.id in seen or remote.has(e.id):
+                continue
+            if e.kind == DIR:
+                trees.append(e.id)
+            elif e.kind == FILE:
+                seen.add(e.id)
+                info = repo.store.info(e.id)
+                if info is None:
+                    raise MissingObject(f"cannot push: content of {e.name} ({e.id[:16]}) is not in the local store", e.id)
+                if info.type == CHUNKED:
+                    meta.append(e.id)
+                    for chunk_id, _ in parse_manifest(repo.store.get(e.id, CHUNKED)[1], e.id)[1]:
+                        if chunk_id not in seen and not remote.has(chunk_id):
+                            seen.add(chunk_id)
+                            data.append(chunk_id)
+                else:
+                    data.append(e.id)
+    return data, meta
+
+
+def _build_packs(repo: Repo, ids: list[str], tmp_dir: Path) -> list[tuple[str, Path, int, int]]:
+    """Copy stored objects (already compressed: no re-encoding) into temp packs of ~64 MiB.
+
+    Returns ``(pack name, pack file, index file, objects)``... as ``(name, path, size, count)``.
+    """
+    out: list[tuple[str, Path, int, int]] = []
+    store = repo.store
+    i = 0
+    durable.make_dirs(tmp_dir)
+    while i < len(ids):
+        tmp = durable.temp_name(tmp_dir, "push")
+        with open(tmp, "wb") as fh:
+            w = PackStreamWriter(fh)
+            while i < len(ids) and w.size < PUSH_PACK_SIZE:
+                oid = ids[i]
+                i += 1
+                info = store.info(oid)
+                if info is None:
+                    raise MissingObject(f"cannot push: object {oid} is not in the local store", oid)
+                payload = store.read_payload(info)
+                # Never upload what we cannot vouch for.
+                _verify(oid, IndexEntry(b"", info.type, info.codec, 0, len(payload), info.raw_size), payload)
+                w.add(bytes.fromhex(oid), info.type, info.codec, info.raw_size, payload)
+            digest = w.finish()
+            entries = w.entries
+        name = digest.hex()
+        idx_path = tmp.with_suffix(".idx")
+        idx_path.write_bytes(encode_index(digest, entries))
+        out.append((name, tmp, os.path.getsize(tmp), len(entries)))
+    return out
+
+
+def push(
+    repo: Repo,
+    remote_name: str = "origin",
+    refs: list[str] | None = None,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> TransferStats:
+    """Send the objects the remote lacks, then move its refs by compare-and-swap (fast-forward only)."""
+    view = view_for(repo, remote_name)
+    start_requests = view.backend.request_count
+    stats = TransferStats()
+    updates = _resolve_push_refs(repo, refs)
+    view.check_format(create=True)
+    view.load_indexes()
+    remote_refs = view.refs()
+    # Refuse non-fast-forwards before sending anything.
+    plan: list[tuple[str, str, tuple[str, str] | None]] = []
+    for ref, new in updates:
+        current = remote_refs.get(ref)
+        if current is not None and current[0] == new:
+            continue
+        if current is not None and not force and ref.startswith(HEADS):
+            if not repo.store.has(current[0]) or not is_ancestor(repo, current[0], new):
+                raise NonFastForward(
+                    f"push of {ref[len(HEADS):]} rejected: the remote has commits you do not have "
+                    f"(run 'dvx pull {remote_name}' to merge them, then push again)"
+                )
+        if current is not None and not force and ref.startswith(TAGS):
+            raise NonFastForward(f"tag {ref[len(TAGS):]} already exists on the remote with another commit")
+        plan.append((ref, new, current))
+    if not plan:
+        stats.up_to_date = True
+        stats.requests = view.backend.request_count - start_requests
+        return stats
+    data, meta = objects_to_send(repo, [new for _, new, _ in plan], view)
+    tmp_dir = repo.dvx / "tmp"
+    with repo.lock:
+        packs_data = _build_packs(repo, data, tmp_dir) if data else []
+    try:
+        total = sum(size for _, _, size, _ in packs_data)
+        done = [0]
+        lock = threading.Lock()
+
+        def upload(item: tuple[str, Path, int, int]) -> None:
+            name, path, size, _ = item
+            durable.fault("push.before-pack")
+            view.backend.upload_file(f"packs/{name}.pack", str(path))
+            durable.fault("push.before-index")
+            view.backend.write(f"packs/{name}.idx", path.with_suffix(".idx").read_bytes())
+            with lock:
+                done[0] += size
+                if progress is not None:
+                    progress(done[0], total)
+
+        with ThreadPoolExecutor(max_workers=view.connections) as pool:
+            list(pool.map(upload, [p for p in packs_data if not _remote_has_pack(view, p[0])]))
+        # Trees and commits only once every object they reference has arrived.
+        with repo.lock:
+            packs_meta = _build_packs(repo, meta, tmp_dir) if meta else []
+        try:
+            for item in packs_meta:
+                if not _remote_has_pack(view, item[0]):
+                    upload(item)
+        finally:
+            _cleanup(packs_meta)
+        for _, _, size, n in packs_data + packs_meta:
+            stats.objects += n
+            stats.bytes += size
+        stats.packs = len(packs_data) + len(packs_meta)
+    finally:
+        _cleanup(packs_data)
+    durable.fault("push.before-ref")
+    for ref, new, current in plan:
+        if not view.backend.compare_and_swap(ref, current[1] if current else None, f"{new}\n".encode()):
+            raise NonFastForward(
+                f"push of {ref.split('/', 2)[-1]} rejected: someone else updated it on the remote just now "
+                f"(run 'dvx pull {remote_name}' and push again)"
+            )
+        stats.refs_updated.append(ref)
+        tracking = f"{REMOTES}{remote_name}/{ref[len(HEADS):]}" if ref.startswith(HEADS) else None
+        if tracking:
+            repo.refs.update(tracking, new, repo.refs.get(tracking))
+    branch, _ = repo.head()
+    if branch:
+        view.backend.write_if_absent("HEAD", f"ref: {HEADS}{branch}\n".encode())
+    stats.requests = view.backend.request_count - start_requests
+    return stats
+
+
+def _remote_has_pack(view: RemoteView, name: str) -> bool:
+    return name in view.indexes
+
+
+def _cleanup(packs: list[tuple[str, Path, int, int]]) -> None:
+    for _, path, _, _ in packs:
+        for p in (path, path.with_suffix(".idx")):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def _resolve_push_refs(repo: Repo, refs: list[str] | None) -> list[tuple[str, str]]:
+    if not refs:
+        branch, head = repo.head()
+        if branch is None or head is None:
+            raise UsageError("nothing to push: HEAD is detached or has no commits (name a branch to push)")
+        return [(HEADS + branch, head)]
+    out = []
+    for name in refs:
+        if repo.refs.get(HEADS + name) is not None:
+            out.append((HEADS + name, repo.refs.get(HEADS + name) or ""))
+        elif repo.refs.get(TAGS + name) is not None:
+            out.append((TAGS + name, repo.refs.get(TAGS + name) or ""))
+        else:
+            raise UnknownRevision(f"no branch or tag named {name!r} to push")
+    return out
+
+
+def is_ancestor(repo: Repo, ancestor: str, descendant: str) -> bool:
+    if ancestor == descendant:
+        return True
+    for cid, _ in repo.iter_commits([descendant]):
+        if cid == ancestor:
+            return True
+    return False
+
+
+# --- fetch, pull, clone -----------------------------------------------------------------------------------------
+
+
+def fetch(repo: Repo, remote_name: str = "origin", *, progress: Progress | None = None) -> TransferStats:
+    """Bring the remote's refs, commits, trees and chunk manifests (not file contents: those come lazily)."""
+    view = view_for(repo, remote_name)
+    start_requests = view.backend.request_count
+    if not view.check_format(create=False):
+        raise RemoteError(f"{view.backend.url} is not a dvx remote (nothing was pushed there yet)")
+    view.load_indexes()
+    remote_refs = view.refs()
+    wanted = []
+    for _, idx in view.indexes.items():
+        for e in idx:
+            if e.type in (COMMIT, TREE, CHUNKED):
+                oid = e.object_id.hex()
+                if not repo.store.has(oid):
+                    wanted.append(oid)
+    stats = view.fetch_objects(wanted, progress) if wanted else TransferStats()
+    for ref, (value, _) in remote_refs.items():
+        if ref.startswith(HEADS):
+            tracking = f"{REMOTES}{remote_name}/{ref[len(HEADS):]}"
+            old = repo.refs.get(tracking)
+            if old != value:
+                repo.refs.update(tracking, value, old)
+                stats.refs_updated.append(tracking)
+        elif ref.startswith(TAGS):
+            if repo.refs.get(ref) is None:
+                repo.refs.update(ref, value, None)
+                stats.refs_updated.append(ref)
+    stats.requests = view.backend.request_count - start_requests
+    return stats
+
+
+def install_lazy_fetcher(repo: Repo, remote_name: str | None = None) -> None:
+    """Let the store fetch missing objects from the remote on demand (for lazy clones)."""
+    name = remote_name or repo.config.get("core", {}).get("lazy_remote")
+    if not name or name not in repo.config.get("remotes", {}):
+        return
+    state: dict[str, RemoteView] = {}
+
+    def fetcher(ids: list[str]) -> None:
+        if "view" not in state:
+            view = view_for(repo, name)
+            view.load_indexes()
+            state["view"] = view
+        state["view"].fetch_objects(ids)
+
+    repo.store.fetcher = fetcher
+
+
+def prefetch_files(repo: Repo, file_ids: Iterable[str], progress: Progress | None = None) -> TransferStats:
+    """Make sure the contents of these files are local, fetching what is missing in one parallel batch."""
+    missing: list[str] = []
+    manifests: list[str] = []
+    for fid in set(file_ids):
+        info = repo.store.info(fid)
+        if info is None:
+            manifests.append(fid)
+        elif info.type == CHUNKED:
+            missing.extend(c for c, _ in repo.store.file_chunks(fid) if not repo.store.has(c))
+    name = repo.config.get("core", {}).get("lazy_remote")
+    if not (missing or manifests):
+        return TransferStats()
+    if not name:
+        oid = (manifests or missing)[0]
+        raise MissingObject(f"object {oid} is missing from the store and no remote is configured to fetch it", oid)
+    view = view_for(repo, name)
+    view.load_indexes()
+    stats = TransferStats()
+    if manifests:
+        # A file id is either a blob or a manifest; fetching manifests first reveals their chunks.
+        first = view.fetch_objects(manifests, progress)
+        stats.objects += first.objects
+        stats.bytes += first.bytes
+        for fid in manifests:
+            info = repo.store.info(fid)
+            if info is not None and info.type == CHUNKED:
+                missing.extend(c for c, _ in repo.store.file_chunks(fid) if not repo.store.has(c))
+    if missing:
+        second = view.fetch_objects(missing, progress)
+        stats.objects += second.objects
+        stats.bytes += second.bytes
+    stats.requests = view.backend.request_count
+    return stats
+
+
+def pull(repo: Repo, remote_name: str = "origin", *, progress: Progress | None = None) -> tuple[TransferStats, str]:
+    """Fetch, then fast-forward the current branch to the remote's; refuse (advising merge) otherwise."""
+    stats = fetch(repo, remote_name)
+    branch, head = repo.head()
+    if branch is None:
+        raise UsageError("cannot pull with a detached HEAD (check out a branch first)")
+    theirs = repo.refs.get(f"{REMOTES}{remote_name}/{branch}")
+    if theirs is None:
+        raise UnknownRevision(f"remote {remote_name!r} has no branch {branch!r}")
+    if head == theirs:
+        return stats, "up to date"
+    if head is not None and is_ancestor(repo, theirs, head):
+        return stats, "ahead"
+    if head is not None and not is_ancestor(repo, head, theirs):
+        raise NonFastForward(
+            f"cannot fast-forward {branch} to {remote_name}/{branch}: the histories diverged "
+            f"(run 'dvx merge {remote_name}/{branch}')"
+        )
+    checkout_with_fetch(repo, theirs, progress=progress, move_branch=(HEADS + branch, head))
+    return stats, "fast-forward"
+
+
+def checkout_with_fetch(
+    repo: Repo,
+    commit_id: str,
+    *,
+    progress: Progress | None = None,
+    move_branch: tuple[str, str | None] | None = None,
+    force: bool = False,
+) -> None:
+    """Fetch the file contents a checkout needs (only those), then check out and optionally move a branch."""
+    target = repo.trees.flatten(repo.read_commit(commit_id).tree)
+    _, head = repo.refs.head()
+    current = repo.trees.flatten(repo.read_commit(head).tree) if head else {}
+    needed = [e.id for p, e in target.items() if e.kind == FILE and (p not in current or current[p].id != e.id)]
+    prefetch_files(repo, needed, progress)
+    if move_branch is not None:
+        ref, old = move_branch
+        with repo.lock:
+            repo.checkout(commit_id, force=force, progress=progress)
+            repo.refs.update(ref, commit_id, old)
+            repo.refs.set_head_symbolic(ref)
+    else:
+        repo.checkout(commit_id, force=force, progress=progress)
+
+
+def clone(
+    url: str,
+    directory: str | os.PathLike[str] | None = None,
+    *,
+    branch: str | None = None,
+    checkout: bool = True,
+    options: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> Repo:
+    """Make a new repository from a remote: refs and metadata now, file contents when a checkout needs them."""
+    from .remote.backend import open_backend
+    from .repo import Repo
+
+    backend = open_backend(url, options or {})
+    name = directory if directory is not None else _default_dir(url)
+    dest = Path(name)
+    if dest.exists() and any(dest.iterdir()):
+        raise UsageError(f"destination {dest} exists and is not empty")
+    repo = Repo.init(dest)
+    try:
+        repo.config.setdefault("remotes", {})["origin"] = {"url": url, "options": dict(options or {})}
+        repo.config["core"]["lazy_remote"] = "origin"
+        repo.save_config()
+        del backend
+        fetch(repo, "origin")
+        view = view_for(repo, "origin")
+        tracking = repo.refs.list(f"{REMOTES}origin/")
+        chosen = branch or view.default_branch() or ("main" if "main" in tracking else next(iter(sorted(tracking)), None))
+        if chosen is None:
+            return repo  # an empty remote: an empty clone, like git
+        if chosen not in tracking:
+            raise UnknownRevision(f"remote has no branch {chosen!r}")
+        commit_id = tracking[chosen]
+        repo.refs.update(HEADS + chosen, commit_id, None)
+        repo.refs.set_head_symbolic(HEADS + chosen)
+        install_lazy_fetcher(repo)
+        if checkout:
+            target = repo.trees.flatten(repo.read_commit(commit_id).tree)
+            prefetch_files(repo, [e.id for e in target.values() if e.kind == FILE], progress)
+            # HEAD already names the commit: materialize everything by checking out against an empty tree.
+            repo.refs.set_head_detached(commit_id)
+            _materialize_all(repo, target, progress)
+            repo.refs.set_head_symbolic(HEADS + chosen)
+    except BaseException:
+        repo.close()
+        raise
+    return repo
+
+
+def _materialize_all(repo: Repo, target: dict[str, Any], progress: Progress | None) -> None:
+    from .worktree import StatCache
+
+    with repo.lock:
+        cache = StatCache(repo.dvx / "index").load()
+        repo._apply(dict(target), [], {}, cache, progress)  # noqa: SLF001 - same package
+        cache.save()
+
+
+def _default_dir(url: str) -> str:
+    base = url.rstrip("/").rsplit("/", 1)[-1] or "dataset"
+    return base.removesuffix(".dvx") or "dataset"
+
+
+# --- remote fsck --------------------------------------------------------------------------------------------------
+
+
+def fsck_remote(repo: Repo, remote_name: str) -> tuple[int, int, dict[str, str]]:
+    """Verify every pack on the remote (checksum, index agreement) and every object reachable from its refs.
+
+    Returns ``(objects checked, bytes checked, {bad id: reason})``. Downloads each pack once, in parallel.
+    """
+    view = view_for(repo, remote_name)
+    view.load_indexes()
+    refs = view.refs()
+    bad: dict[str, str] = {}
+    objects: dict[bytes, tuple[int, bytes]] = {}
+    lock = threading.Lock()
+    from .store.pack import scan_pack
+
+    def check(name: str) -> int:
+        try:
+            data = view.backend.read(f"packs/{name}.pack")
+            entries = scan_pack(data, name)
+            idx = view.indexes[name]
+            idx.validate(len(data))
+            if sorted((e.object_id, e.offset, e.stored_size) for e in entries) != sorted(
+                (e.object_id, e.offset, e.stored_size) for e in idx
+            ):
+                raise CorruptObject(f"remote pack {name} disagrees with its index")
+            for e in entries:
+                payload = data[e.offset : e.offset + e.stored_size]
+                try:
+                    _verify(e.object_id.hex(), e, payload)
+                    raw = codec.decode(e.codec, payload, e.raw_size, e.object_id.hex())
+                    with lock:
+                        objects[e.object_id] = (e.type, raw if e.type in (TREE, COMMIT, CHUNKED) else b"")
+                except DvxError as exc:
+                    with lock:
+                        bad[e.object_id.hex()] = str(exc)
+            return len(data)
+        except DvxError as exc:
+            with lock:
+                bad[name] = str(exc)
+            return 0
+
+    with ThreadPoolExecutor(max_workers=view.connections) as pool:
+        total = sum(pool.map(check, list(view.indexes)))
+    # Reachability: every object the refs need must be present and good.
+    from .model import decode_commit, decode_tree
+
+    seen: set[str] = set()
+    stack = [v for v, _ in refs.values()]
+    checked = 0
+    while stack:
+        oid = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        got = objects.get(bytes.fromhex(oid))
+        if got is None:
+            if oid not in bad:
+                bad[oid] = "missing on the remote"
+            continue
+        checked += 1
+        type_, raw = got
+        try:
+            if type_ == COMMIT:
+                c = decode_commit(raw, oid)
+                stack.extend(c.parents)
+                stack.append(c.tree)
+            elif type_ == TREE:
+                node = decode_tree(raw, oid)
+                if node.entries is None:
+                    stack.extend(sub for _, sub, _, _ in node.buckets)
+                else:
+                    stack.extend(e.id for e in node.entries if e.kind != "l")
+            elif type_ == CHUNKED:
+                stack.extend(c for c, _ in parse_manifest(raw, oid)[1])
+        except DvxError as exc:
+            bad[oid] = str(exc)
+    return checked, total, bad
+
+
+__all__ = [
+    "TransferStats",
+    "RemoteView",
+    "push",
+    "fetch",
+    "pull",
+    "clone",
+    "prefetch_files",
+    "install_lazy_fetcher",
+    "fsck_remote",
+    "add_remote",
+    "remove_remote",
+    "parse_options",
+]
