@@ -77,14 +77,15 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u202a\u202b\
 def is_metadata_alias(name: str) -> bool:
     """True for ``.dvx`` and anything a file system or a careless comparison could fold onto it."""
     folded = unicodedata.normalize("NFKC", name.translate(_INVISIBLE)).casefold().rstrip(". ")
-    return folded == ".dvx"
+    # .git too: a checkout inside a git work tree must never plant hooks or config there.
+    return folded in (".dvx", ".git")
 
 
 def check_name(name: str) -> None:
     """Raise :class:`BadPath` unless ``name`` is safe to create inside a checkout."""
-    if name.isascii() and len(name) <= MAX_NAME_BYTES and name.isprintable() and "/" not in name:
+    if name and name.isascii() and len(name) <= MAX_NAME_BYTES and name.isprintable() and "/" not in name:
         # Fast path for the common case (no Unicode folding can apply to plain ASCII).
-        if name[0] != "." or (name not in (".", "..") and name.lower().rstrip(". ") != ".dvx"):
+        if name[0] != "." or (name not in (".", "..") and name.lower().rstrip(". ") not in (".dvx", ".git")):
             return
     if not name or name in (".", "..") or "/" in name or "\0" in name:
         raise BadPath(f"unsafe file name in tree: {name!r}")
@@ -95,7 +96,7 @@ def check_name(name: str) -> None:
     if len(encoded) > MAX_NAME_BYTES:
         raise BadPath(f"file name longer than {MAX_NAME_BYTES} bytes: {name[:40]!r}...")
     if is_metadata_alias(name):
-        raise BadPath(f"tree entry {name!r} would alias the .dvx metadata directory")
+        raise BadPath(f"tree entry {name!r} would alias a metadata directory (.dvx or .git)")
 
 
 # --- trees ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import durable
-from .errors import RefConflict, UsageError, os_error
+from .errors import CorruptObject, RefConflict, UsageError, os_error
 from .ids import is_id
 
 HEADS = "refs/heads/"
@@ -44,7 +44,12 @@ class RefStore:
             return HEADS + "main", self.get(HEADS + "main")
         if text.startswith("ref: "):
             ref = text[5:]
+            if not ref.startswith(HEADS):
+                raise CorruptObject(f".dvx/HEAD points outside refs/heads: {ref!r}")
+            check_ref_name(ref[len(HEADS):])
             return ref, self.get(ref)
+        if not is_id(text):
+            raise CorruptObject(".dvx/HEAD holds neither a branch nor a commit id")
         return None, text
 
     def set_head_symbolic(self, ref: str) -> None:
@@ -68,8 +73,6 @@ class RefStore:
     def get(self, ref: str) -> str | None:
         value = self._read_file(self.dir / ref)
         if value is not None and not is_id(value):
-            from .errors import CorruptObject
-
             raise CorruptObject(f"ref {ref} does not hold a commit id")
         return value
 

@@ -159,6 +159,13 @@ class Repo:
             raise BadConfig(f"bad core settings in .dvx/config: {exc}") from exc
         if not 1 <= self.level <= 22:
             raise BadConfig(f"core.compression_level must be 1..22, not {self.level}")
+        c = self.chunking
+        if not (256 <= c.avg <= 4 << 20 and 64 <= c.min <= min(c.avg, 1 << 20) and max(1024, c.avg) <= c.max <= 16 << 20
+                and 64 << 10 <= c.threshold <= 64 << 20):
+            raise BadConfig(
+                "core.chunk_* out of range (need 64 <= chunk_min <= chunk_avg <= 4 MiB, chunk_avg <= chunk_max <= "
+                "16 MiB, 64 KiB <= chunk_threshold <= 64 MiB)"
+            )
         self.store = ObjectStore(self.dvx / "objects", self.dvx / "tmp", compression_level=self.level)
         self.refs = RefStore(self.dvx)
         self.trees = TreeReader(self.store)
@@ -714,6 +721,8 @@ class Repo:
             elif e.kind == FILE and files and e.id not in out:
                 info = self.store.info(e.id)
                 if info is None:
+                    if self.store.fetcher is not None:
+                        continue  # a lazy clone's content not fetched yet: nothing local to keep or delete
                     raise MissingObject(f"object {e.id} ({e.name}) is missing from the store", e.id)
                 out[e.id] = info.type
                 if info.type == CHUNKED:

@@ -99,8 +99,10 @@ def scan(root: Path, *, on_dir: Callable[[str], None] | None = None) -> ScanResu
         with it:
             for de in it:
                 name = de.name
-                if not rel_dir and name in ALWAYS_IGNORED:
+                if not rel_dir and (name in ALWAYS_IGNORED or name.startswith(".dvx-init-")):
                     continue
+                if name.startswith(".dvx.") and name.endswith(".tmp"):
+                    continue  # a checkout's temp file (left only by a crash)
                 rel = _utf8_path(rel_dir + name)
                 try:
                     st = de.stat(follow_symlinks=False)
@@ -289,9 +291,11 @@ def safe_parent(root: Path, rel: str) -> Path:
         except FileNotFoundError:
             try:
                 os.mkdir(current)
+                continue
+            except FileExistsError:
+                st = os.lstat(current)  # created by a parallel writer: check what it is below
             except OSError as exc:
                 raise os_error(exc, f"cannot create directory {current}") from exc
-            continue
         if not stat.S_ISDIR(st.st_mode):
             raise BadPath(f"cannot write {rel}: {current.relative_to(root)} is not a directory (a file or symlink is in the way)")
     check_name(parts[-1])

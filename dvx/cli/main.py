@@ -6,19 +6,20 @@ its exit code; a usage mistake exits 2. Only a bug shows a traceback.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 # typer imports pydantic when it is installed, whose plugin discovery reads every installed package's
 # metadata (~150 ms per command); dvx uses no pydantic plugins.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-import click  # noqa: E402
 import typer  # noqa: E402
+
+try:  # typer >= 0.20 vendors click as typer._click; older versions use click itself.
+    from typer._click import exceptions as click_exc  # noqa: E402
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exc  # type: ignore[no-redef]  # noqa: E402
 
 from ..errors import DvxError, UsageError, os_error
 
@@ -32,72 +33,7 @@ app = typer.Typer(
 )
 
 
-def out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-
-
-def err(text: str) -> None:
-    sys.stderr.write(text + "\n")
-
-
-def print_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-
-
-def color() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
-
-
-def paint(text: str, code: str) -> str:
-    return f"\033[{code}m{text}\033[0m" if color() else text
-
-
-@contextmanager
-def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
-    """A rich progress bar on stderr when it is a terminal; a no-op callback otherwise."""
-    if not enabled or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total or None)
-
-        yield update
-
-
-def open_repo() -> Any:
-    from ..repo import Repo
-
-    return Repo.find(os.environ.get("DVX_DIR_ROOT", "."))
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
+from .common import color, err, human, open_repo, out, paint, print_json, progress_bar  # noqa: E402,F401
 
 # --- commands ---------------------------------------------------------------------------------------------
 
@@ -476,21 +412,17 @@ _register_extensions()
 
 def run() -> None:
     """Console-script entry point."""
+    if len(sys.argv) == 1:
+        sys.argv.append("--help")
     try:
         rc = app(standalone_mode=False)
     except DvxError as exc:
         err(f"dvx: error: {exc}")
         sys.exit(exc.exit_code)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        err(exc.format_message() if hasattr(exc, "format_message") else str(exc))
-        sys.exit(2)
-    except click.ClickException as exc:
+    except click_exc.ClickException as exc:
         msg = " ".join(exc.format_message().split())
         err(f"dvx: error: {msg}")
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err("dvx: interrupted")
-        sys.exit(130)
     except KeyboardInterrupt:
         err("dvx: interrupted")
         sys.exit(130)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .main import err, human, open_repo, out, print_json, progress_bar
+from .common import err, human, open_repo, out, print_json, progress_bar
 
 remote_app = typer.Typer(help="Manage remotes (any fsspec URL: path, file://, s3://, gs://, memory://).",
                          no_args_is_help=True)

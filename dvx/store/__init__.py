@@ -93,7 +93,10 @@ class ObjectStore:
                     continue  # removed by a concurrent gc between listing and reading
                 except OSError as exc:
                     raise os_error(exc, f"cannot read pack index {name}") from exc
-                self._packs[name] = PackIndex(data, name, size)
+                index = PackIndex(data, name, size)
+                if index.pack_hash.hex() != name:
+                    raise CorruptObject(f"pack index {name} belongs to pack {index.pack_hash.hex()[:16]}")
+                self._packs[name] = index
             self._loaded = True
 
     def refresh(self) -> None:
@@ -248,13 +251,29 @@ class ObjectStore:
             return
         h = hasher()
         for chunk_id, size in chunks:
-            data = self.get(chunk_id, BLOB)[1]
+            data = self._chunk(chunk_id, size, file_id)
             if len(data) != size:
                 raise CorruptObject(f"chunk {chunk_id} of file {file_id} has the wrong size", file_id)
             h.update(data)
             yield data
         if h.hexdigest() != file_id:
             raise CorruptObject(f"file {file_id} is corrupt (its chunks do not hash to its id)", file_id)
+
+    def _chunk(self, chunk_id: str, size: int, file_id: str) -> bytes:
+        """A chunk's bytes. The same content may have been stored as a chunked file (another file of exactly
+        this content, or other chunking settings), so a manifest is accepted and assembled (one level deep)."""
+        type_, data = self.get(chunk_id)
+        if type_ == BLOB:
+            return data
+        if type_ == CHUNKED and size <= codec.MAX_OBJECT_SIZE:
+            parts = parse_manifest(data, chunk_id)[1]
+            if any(c == chunk_id for c, _ in parts):
+                raise CorruptObject(f"chunk manifest {chunk_id} refers to itself", chunk_id)
+            out = b"".join(self.get(c, BLOB)[1] for c, _ in parts)
+            if hash_bytes(out) != chunk_id:
+                raise CorruptObject(f"chunk {chunk_id} of file {file_id} is corrupt", chunk_id)
+            return out
+        raise CorruptObject(f"chunk {chunk_id} of file {file_id} is a {TYPE_NAMES.get(type_, type_)}", chunk_id)
 
     def write_file_to(self, file_id: str, fh: BinaryIO) -> int:
         n = 0

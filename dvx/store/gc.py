@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import codec, durable
@@ -74,12 +75,15 @@ def collect(store: ObjectStore, live: set[str], *, grace_seconds: float, dry_run
 
 def _rewrite(store: ObjectStore, victims: list[PackIndex], live: set[str], res: GcReport) -> None:
     writer = StoreWriter(store)
+    copied: set[bytes] = set()
     # The writer must not skip objects merely because the victim packs still hold them.
     for idx in victims:
         fd = os.open(store.pack_dir / f"{idx.name}.pack", os.O_RDONLY)
         try:
             for e in idx:
                 oid = e.object_id.hex()
+                if e.object_id in copied:
+                    continue  # the same object in two victim packs (e.g. after an interrupted gc)
                 if oid not in live:
                     res.objects_removed += 1
                     res.bytes_freed += e.stored_size
@@ -90,6 +94,7 @@ def _rewrite(store: ObjectStore, victims: list[PackIndex], live: set[str], res: 
                 if e.type != CHUNKED and hash_bytes(raw) != oid:
                     raise CorruptObject(f"object {oid} is corrupt; gc stopped (run dvx fsck)", oid)
                 writer._append(oid, e.type, e.codec, len(raw), payload)  # noqa: SLF001 - same package
+                copied.add(e.object_id)
         finally:
             os.close(fd)
     writer.finish()
@@ -107,9 +112,16 @@ def _rewrite(store: ObjectStore, victims: list[PackIndex], live: set[str], res: 
 
 
 def _clean_tmp(store: ObjectStore, cutoff: float) -> None:
-    if not store.tmp_dir.is_dir():
-        return
-    for f in store.tmp_dir.iterdir():
+    """Remove what crashes leave: temp files, and packs whose index was never published."""
+    leftovers: list[Path] = []
+    if store.tmp_dir.is_dir():
+        leftovers.extend(store.tmp_dir.iterdir())
+    for d in (store.pack_dir, store.dir, store.dir.parent):
+        if d.is_dir():
+            leftovers.extend(f for f in d.iterdir() if f.name.startswith(".") and f.name.endswith(".tmp"))
+    if store.pack_dir.is_dir():
+        leftovers.extend(p for p in store.pack_dir.glob("*.pack") if not p.with_suffix(".idx").exists())
+    for f in leftovers:
         if _old(f, cutoff):
             try:
                 f.unlink()

@@ -1,0 +1,5 @@
+"""``python -m dvx``: the command line."""
+
+from .cli.main import run
+
+run()
