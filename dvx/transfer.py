@@ -282,6 +282,7 @@ class RemoteView:
         total = sum(e - s for _, s, e, _ in ranges)
         done = [0]
         lock = threading.Lock()
+        self.repo.lock.acquire()  # objects enter the store under the repo lock, like any other write
         writer = self.repo.store.writer()
 
         def get(item: tuple[str, int, int, list[IndexEntry]]) -> int:
@@ -304,10 +305,12 @@ class RemoteView:
             with ThreadPoolExecutor(max_workers=self.connections) as pool:
                 for n in pool.map(get, ranges):
                     stats.objects += n
+            writer.finish()
         except BaseException:
             writer.abort()
             raise
-        writer.finish()
+        finally:
+            self.repo.lock.release()
         stats.bytes = total
         stats.packs = len(writer.finished_packs)
         return stats
@@ -478,21 +481,23 @@ def push(
                 if progress is not None:
                     progress(done[0], total)
 
+        # A pack the remote already indexes arrived in an earlier, interrupted push: not sent again.
+        send_data = [p for p in packs_data if not _remote_has_pack(view, p[0])]
         with ThreadPoolExecutor(max_workers=view.connections) as pool:
-            list(pool.map(upload, [p for p in packs_data if not _remote_has_pack(view, p[0])]))
+            list(pool.map(upload, send_data))
         # Trees and commits only once every object they reference has arrived.
         with repo.lock:
             packs_meta = _build_packs(repo, meta, tmp_dir) if meta else []
         try:
-            for item in packs_meta:
-                if not _remote_has_pack(view, item[0]):
-                    upload(item)
+            send_meta = [p for p in packs_meta if not _remote_has_pack(view, p[0])]
+            for item in send_meta:
+                upload(item)
         finally:
             _cleanup(packs_meta)
-        for _, _, size, n in packs_data + packs_meta:
+        for _, _, size, n in send_data + send_meta:
             stats.objects += n
             stats.bytes += size
-        stats.packs = len(packs_data) + len(packs_meta)
+        stats.packs = len(send_data) + len(send_meta)
     finally:
         _cleanup(packs_data)
     durable.fault("push.before-ref")
