@@ -168,7 +168,7 @@ def test_concurrent_pushes_one_wins_none_lost(tmp_path: Path, shared_remote_url:
     ]
     winners = [i for i, (rc, _, _) in enumerate(results) if rc == 0]
     assert len(winners) == 1, results
-    for i, (rc, _, err) in enumerate(results):
+    for rc, _, err in results:
         if rc != 0:
             assert "rejected" in err and "Traceback" not in err, err
     view = view_for(base, "origin")
