@@ -644,6 +644,30 @@ class Repo:
                 found = Found(FILE, bool(st.st_mode & 0o100), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
                 cache.record(path, found, entry.id, started)
 
+    # -- merge -----------------------------------------------------------------------------------------
+
+    def merge(
+        self,
+        revs: str | list[str],
+        message: str | None = None,
+        strategy: str = "fail",
+        *,
+        allow_unrelated: bool = False,
+        ff: bool = False,
+        update_worktree: bool = True,
+        progress: Progress | None = None,
+    ) -> Any:
+        """Merge ``revs`` into HEAD (three-way per path; octopus for several); see :func:`dvx.merge.merge`."""
+        from .merge import merge
+
+        return merge(self, revs, message, strategy, allow_unrelated, ff, update_worktree, progress)
+
+    def squash(self, rev: str, message: str, *, branch: str | None = None, tag: str | None = None) -> str:
+        """A new root commit with ``rev``'s tree (history flattened); see :func:`dvx.merge.squash`."""
+        from .merge import squash
+
+        return squash(self, rev, message, branch=branch, tag=tag)
+
     # -- branches and tags ---------------------------------------------------------------------------------
 
     def branches(self) -> dict[str, str]:
