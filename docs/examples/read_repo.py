@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """A reference reader for dvx repository format 1, written from docs/format.md alone (it imports nothing
 from dvx). It checks the format version, verifies every pack, index and object in the store, lists the commits
-reachable from the refs, walks the tree of HEAD (bucketed directories included) reading every file back, and
-decodes the stat cache.
+reachable from the refs, walks their trees (bucketed directories included) reading every file back (chunks that
+are themselves manifests included, §8.4), and decodes the stat cache. With --remote it reads a folder remote
+instead (§17): version marker, refs, HEAD, packs and indexes, every object, and the closure of every ref.
+In a lazy clone (core.lazy_remote, §17.6), file contents not fetched yet are counted, not reported.
 
-Usage: python read_repo.py [--ls] [REPO]      (REPO defaults to "."; needs the blake3 and zstandard packages)
+Usage: python read_repo.py [--ls] [REPO]             (REPO defaults to "."; needs blake3 and zstandard)
+       python read_repo.py --remote [--ls] DIR       a folder remote (docs/format.md §17): its refs and packs
 
 Exit status 0 when everything verifies, 1 when something is corrupt or missing, 2 on an unsupported format.
 Section numbers (§) refer to docs/format.md.
@@ -38,6 +41,10 @@ INDEX_ENTRY = struct.Struct("<32sBBHQQQ")  # §7.2
 
 class Corrupt(Exception):
     pass
+
+
+class Missing(Corrupt):
+    """An object that is not in the store (corruption, except for file contents in a lazy clone, §17.6)."""
 
 
 class Unsupported(Exception):
@@ -101,17 +108,22 @@ class Location:
 
 
 class Store:
-    def __init__(self, dvx: Path) -> None:
-        self.pack_dir = dvx / "objects" / "pack"
-        self.loose_dir = dvx / "objects" / "loose"
+    """The objects of a repository (packs and loose), or of a remote (packs only, §17.2)."""
+
+    def __init__(self, pack_dir: Path, loose_dir: Path | None) -> None:
+        self.pack_dir, self.loose_dir = pack_dir, loose_dir
         self.packs: dict[str, dict[str, Location]] = {}
         self.problems: list[str] = []
         if self.pack_dir.is_dir():
             for idx in sorted(self.pack_dir.glob("*.idx")):
                 name = idx.name[: -len(".idx")]
                 pack = self.pack_dir / f"{name}.pack"
-                if not is_id(name) or not pack.exists():
-                    continue  # §7.3 check 5: an index without its pack is being removed by gc
+                if not is_id(name):
+                    continue
+                if not pack.exists():
+                    if loose_dir is None:  # §17.5: nothing deletes a remote's packs
+                        self.problems.append(f"index {name} has no pack")
+                    continue  # §7.3 check 5: locally, an index without its pack is being removed by gc
                 try:
                     self.packs[name] = self.load_index(idx.read_bytes(), name, pack)
                 except Corrupt as exc:
@@ -186,6 +198,7 @@ class Store:
             raise Corrupt(f"{what}: its index does not match its records")
 
     def loose_path(self, oid: str) -> Path:
+        assert self.loose_dir is not None
         return self.loose_dir / oid[:2] / oid[2:]
 
     def loose_location(self, path: Path, oid: str) -> Location:
@@ -201,6 +214,8 @@ class Store:
         for entries in self.packs.values():
             if oid in entries:
                 return entries[oid]
+        if self.loose_dir is None:
+            return None
         path = self.loose_path(oid)
         return self.loose_location(path, oid) if path.is_file() else None
 
@@ -208,7 +223,7 @@ class Store:
         """Every stored copy of every object, packed and loose."""
         for entries in self.packs.values():
             yield from entries.items()
-        if self.loose_dir.is_dir():
+        if self.loose_dir is not None and self.loose_dir.is_dir():
             for sub in sorted(self.loose_dir.iterdir()):
                 if len(sub.name) == 2 and sub.is_dir():
                     for f in sorted(sub.iterdir()):
@@ -229,7 +244,7 @@ class Store:
     def get(self, oid: str, want: int) -> bytes:
         loc = self.locate(oid)
         if loc is None:
-            raise Corrupt(f"object {oid} is missing")
+            raise Missing(f"object {oid} is missing")
         if loc.type != want:
             raise Corrupt(
                 f"object {oid} is a {TYPE_NAMES.get(loc.type, loc.type)}, expected a {TYPE_NAMES[want]}"
@@ -241,12 +256,32 @@ class Store:
         """The manifest's chunk list, or None when the file id names a blob."""
         loc = self.locate(file_id)
         if loc is None:
-            raise Corrupt(f"file {file_id} is missing")
+            raise Missing(f"file {file_id} is missing")
         if loc.type == BLOB:
             return None
         if loc.type != CHUNKED:
             raise Corrupt(f"file {file_id} is a {TYPE_NAMES.get(loc.type, loc.type)}")
         return parse_manifest(self.read(file_id, loc), file_id)
+
+    def chunk(self, cid: str, size: int, file_id: str) -> bytes:
+        """§8.4 "resolving a chunk id": a blob, or a manifest of exactly the chunk's content (assembled)."""
+        loc = self.locate(cid)
+        if loc is None:
+            raise Missing(f"chunk {cid} of {file_id} is missing")
+        if loc.type == BLOB:
+            data = self.read(cid, loc)
+        elif loc.type == CHUNKED and size <= MAX_OBJECT_SIZE:
+            parts = parse_manifest(self.read(cid, loc), cid)
+            # One level MUST be accepted; deeper nesting SHOULD be, with every part strictly shorter than the
+            # chunk it makes up (this also refuses a manifest that lists itself, and ends the recursion).
+            if sum(s for _, s in parts) != size or any(s >= size for _, s in parts):
+                raise Corrupt(f"chunk {cid} of {file_id}: its manifest does not describe {size} bytes")
+            data = b"".join(self.chunk(c, s, file_id) for c, s in parts)
+        else:
+            raise Corrupt(f"chunk {cid} of {file_id} is a {TYPE_NAMES.get(loc.type, loc.type)}")
+        if len(data) != size or H(data).hex() != cid:
+            raise Corrupt(f"chunk {cid} of {file_id} has the wrong size or content")
+        return data
 
     def read_file(self, file_id: str, expected_size: int | None = None) -> int:
         """Stream a file's content, verifying every chunk and the whole; return its size."""
@@ -257,10 +292,7 @@ class Store:
             whole = blake3.blake3()
             n = 0
             for cid, size in chunks:
-                data = self.get(cid, BLOB)  # chunks MUST be blobs
-                if len(data) != size:
-                    raise Corrupt(f"chunk {cid} of {file_id} has {len(data)} bytes, manifest says {size}")
-                whole.update(data)
+                whole.update(self.chunk(cid, size, file_id))
                 n += size
             if whole.hexdigest() != file_id:
                 raise Corrupt(f"file {file_id}: chunks do not hash to the file id")
@@ -306,8 +338,8 @@ def check_name(name: object) -> str:  # §9.3
     if len(encoded) > 255:
         raise Corrupt(f"name longer than 255 bytes: {name[:40]!r}")
     folded = unicodedata.normalize("NFKC", name.translate(INVISIBLE)).casefold().rstrip(". ")
-    if folded == ".dvx":
-        raise Corrupt(f"name {name!r} aliases .dvx")
+    if folded in (".dvx", ".git"):
+        raise Corrupt(f"name {name!r} aliases a metadata directory ({folded})")
     return name
 
 
@@ -462,9 +494,9 @@ def read_id_file(path: Path, what: str) -> str:
     return value
 
 
-def read_refs(dvx: Path) -> dict[str, str]:
+def read_refs(dvx: Path, kinds: tuple[str, ...]) -> dict[str, str]:
     out = {}
-    for kind in ("heads", "tags", "remotes"):
+    for kind in kinds:
         base = dvx / "refs" / kind
         if not base.is_dir():
             continue
@@ -512,44 +544,42 @@ def read_stat_cache(path: Path) -> str:
 # --- main ------------------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str]) -> int:
-    show_files = "--ls" in argv
-    args = [a for a in argv if a != "--ls"]
-    root = Path(args[0] if args else ".")
-    dvx = root / ".dvx"
-    problems: list[str] = []
-
-    # §14: the format version, before anything else
-    config = json.loads((dvx / "config").read_text("utf-8"))
-    if not isinstance(config, dict) or config.get("format") != 1:
-        raise Unsupported(f"repository format {config.get('format')!r} (this reader knows 1)")
-    if not isinstance(config.get("core"), dict):
-        raise Corrupt("config has no core section")
-
-    store = Store(dvx)
+def verify_store(store: Store, problems: list[str], lazy: bool = False) -> dict[str, int]:
+    """Every pack scans and matches its index (§7); every stored copy of every object decodes and verifies (§5);
+    chunked files stream to their id (§8.4). Returns the object counts by type."""
     problems += store.problems
     for name in sorted(store.packs):
         try:
             store.verify_pack(name)
         except Corrupt as exc:
             problems.append(str(exc))
-
-    # Every stored copy of every object decodes and verifies (§5); chunked files stream to their id (§8.4).
     counts: dict[str, int] = {}
     for oid, loc in store.iter_all():
         try:
             data = store.read(oid, loc)
             if loc.type == CHUNKED:
-                store.read_file(oid, sum(s for _, s in parse_manifest(data, oid)))
+                try:
+                    store.read_file(oid, sum(s for _, s in parse_manifest(data, oid)))
+                except Missing:
+                    if not lazy:  # §17.6: a lazy clone has manifests whose chunks are not fetched yet
+                        raise
             counts[TYPE_NAMES[loc.type]] = counts.get(TYPE_NAMES[loc.type], 0) + 1
         except (Corrupt, Unsupported, ValueError) as exc:
             problems.append(f"{oid}: {exc}")
+    return counts
 
-    refs = read_refs(dvx)
-    branch, head = read_head(dvx, refs)
-    roots = sorted(set(refs.values()) | ({head} if head else set()))
+
+def walk_history(
+    store: Store,
+    refs: dict[str, str],
+    head: str | None,
+    show_files: bool,
+    problems: list[str],
+    lazy: bool = False,
+) -> None:
+    """Print the commits reachable from the refs and HEAD; read back every file of every one of them."""
     commits: dict[str, dict[str, Any]] = {}
-    todo = list(roots)
+    todo = sorted(set(refs.values()) | ({head} if head else set()))
     while todo:
         cid = todo.pop()
         if cid in commits:
@@ -566,34 +596,94 @@ def main(argv: list[str]) -> int:
         names.setdefault(value, []).append(
             ref.split("/", 2)[2] if not ref.startswith("refs/tags/") else "tag: " + ref[10:]
         )
-    print(f"repository {root.resolve()}: format 1, {len(store.packs)} packs, objects {counts}")
-    print(f"HEAD -> {branch or '(detached)'} at {head or '(unborn)'}")
-    print(f"stat cache: {read_stat_cache(dvx / 'index')}")
     print()
     for cid, c in sorted(commits.items(), key=lambda kv: (kv[1]["time"], kv[0]), reverse=True):
         deco = f" ({', '.join(names[cid])})" if cid in names else ""
         first = c["message"].splitlines()[0] if c["message"] else ""
         print(f"{cid[:12]} {c['time']} {c['author']}: {first}{deco}")
 
-    # Walk every reachable tree; read every file of HEAD back (and every file of older commits).
     trees = Trees(store)
     seen_files: set[str] = set()
+    not_fetched = 0
     for cid, c in commits.items():
         try:
             n = 0
             for path, e in trees.walk(c["tree"]):
                 n += 1
                 if e.kind == "f" and e.id not in seen_files:
-                    store.read_file(e.id, e.size)
                     seen_files.add(e.id)
+                    try:
+                        store.read_file(e.id, e.size)
+                    except Missing:
+                        if not lazy:
+                            raise
+                        not_fetched += 1  # §17.6: a lazy clone lacks contents by design
                 if cid == head and show_files:
                     flag = "x" if e.exec else ("l" if e.kind == "l" else "-")
                     suffix = f" -> {e.target}" if e.kind == "l" else ""
                     print(f"{flag} {e.size:>12}  {e.id}  {path}{suffix}")
             if cid == head:
-                print(f"\nHEAD tree {c['tree'][:12]}: {n} files and symlinks, all read back and verified")
+                print(f"\nHEAD tree {c['tree'][:12]}: {n} files and symlinks")
         except (Corrupt, Unsupported, ValueError) as exc:
             problems.append(f"tree of commit {cid}: {exc}")
+    print(
+        f"{len(commits)} commits; {len(seen_files) - not_fetched} distinct file contents read back and verified",
+        end="",
+    )
+    print(f", {not_fetched} not fetched yet (lazy clone)" if lazy else "")
+
+
+def read_remote(root: Path, show_files: bool, problems: list[str]) -> None:
+    """A folder remote (§17): version marker, refs, HEAD, packs; every object, and the closure of every ref."""
+    marker = json.loads((root / "dvx-remote.json").read_text("utf-8"))  # §17.3: first, and it must exist
+    if not isinstance(marker, dict) or marker.get("format") != 1:
+        raise Unsupported(f"remote format {marker.get('format') if isinstance(marker, dict) else marker!r}")
+    refs = read_refs(root, ("heads", "tags"))  # §17.6: the refs before the listing of packs/
+    store = Store(root / "packs", None)  # §17.2: packs only, no loose objects
+    counts = verify_store(store, problems)
+    unindexed = [p.name for p in sorted((root / "packs").glob("*.pack")) if p.stem not in store.packs]
+    head_branch = None
+    if (root / "HEAD").exists():  # §17.2: "ref: refs/heads/<branch>", a hint for clone
+        text = (root / "HEAD").read_text("utf-8").strip()
+        if not text.startswith("ref: refs/heads/"):
+            raise Corrupt(f"remote HEAD is not a branch: {text!r}")
+        check_ref_name(text[len("ref: refs/heads/") :])
+        head_branch = text[5:]
+    print(f"remote {root.resolve()}: format 1, {len(store.packs)} packs, objects {counts}")
+    print(f"{len(unindexed)} pack(s) without an index (interrupted uploads, ignored)")
+    for ref, value in sorted(refs.items()):
+        print(f"{value}  {ref}")
+    note = "" if head_branch is None or head_branch in refs else " (not a branch of this remote)"
+    print(f"HEAD -> {head_branch or '(none)'}{note}")
+    # §17.5 invariant 3: every ref's whole history and every file's content are on the remote.
+    walk_history(store, refs, refs.get(head_branch or ""), show_files, problems)
+
+
+def main(argv: list[str]) -> int:
+    show_files = "--ls" in argv
+    remote = "--remote" in argv
+    args = [a for a in argv if a not in ("--ls", "--remote")]
+    root = Path(args[0] if args else ".")
+    problems: list[str] = []
+    if remote:
+        read_remote(root, show_files, problems)
+    else:
+        dvx = root / ".dvx"
+        # §14: the format version, before anything else
+        config = json.loads((dvx / "config").read_text("utf-8"))
+        if not isinstance(config, dict) or config.get("format") != 1:
+            raise Unsupported(f"repository format {config.get('format')!r} (this reader knows 1)")
+        if not isinstance(config.get("core"), dict):
+            raise Corrupt("config has no core section")
+        lazy = bool(config["core"].get("lazy_remote"))
+        store = Store(dvx / "objects" / "pack", dvx / "objects" / "loose")
+        counts = verify_store(store, problems, lazy)
+        refs = read_refs(dvx, ("heads", "tags", "remotes"))
+        branch, head = read_head(dvx, refs)
+        print(f"repository {root.resolve()}: format 1, {len(store.packs)} packs, objects {counts}")
+        print(f"HEAD -> {branch or '(detached)'} at {head or '(unborn)'}")
+        print(f"stat cache: {read_stat_cache(dvx / 'index')}")
+        walk_history(store, refs, head, show_files, problems, lazy)
 
     for p in problems:
         print(f"PROBLEM: {p}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import types
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -194,4 +195,4 @@ def mem() -> MemoryTrees:
 @pytest.fixture(scope="session")
 def h() -> Any:
     """These helpers, as a fixture (test modules must not ``import conftest``: other test folders have one)."""
-    return sys.modules[__name__]
+    return types.SimpleNamespace(**globals())

@@ -1,0 +1,704 @@
+"""The shared cache of decompressed file contents, from which read-only checkouts are linked or copied.
+
+Many repositories, users and jobs on one node share one cache: ``DVX_CACHE_DIR``, else the repository config
+key ``cache.dir`` (relative to the repository root), else ``$XDG_CACHE_HOME/dvx`` (``~/.cache/dvx``).
+Layout, version 1::
+
+    <cache>/v1/objects/ab/<id>     the content of file <id> (BLAKE3 of its bytes), mode 0444
+    <cache>/v1/objects/ab/<id>.x   the same content, mode 0555, made only for executables: a hard link shares
+                                   its inode's mode, so equal bytes with and without +x need two inodes
+    <cache>/v1/used/ab/<id>        empty; its mtime is the last use of <id>: LRU without atime, which
+                                   noatime/relatime mounts do not keep. An object's own mtime is its creation,
+                                   so a use within :data:`FRESH_SECONDS` of it writes no stamp (one syscall per
+                                   file saved on the checkout right after an extraction)
+    <cache>/v1/pins/<key>.json     ids that prune must keep for a symlink-mode checkout (see "Pins")
+    <cache>/v1/tmp/                temp files; a crash leaves only these, and prune removes them after a day
+    <cache>/v1/prune.lock          flock: one pruner at a time
+
+Invariants:
+
+- An object file is published complete or not at all. Its bytes come from ``ObjectStore.iter_file`` (which
+  verifies every chunk, and the whole, against the id) or from the other, trusted variant; the byte count must
+  equal the size the tree records. They go to an ``O_EXCL`` temp file in ``tmp/`` (same file system), which is
+  fsynced and chmod'ed, then ``link``ed to its name (create-only). Two processes extracting the same object
+  both succeed; the second drops its temp. Directories are not fsynced: a name lost in a power cut costs a
+  re-extraction, never wrong bytes.
+- An object file is never written in place. It is trusted when it is a regular file of the expected size with
+  exactly the expected mode (no write bits); anything else is replaced atomically (``rename``). Only
+  :meth:`Cache.verify` re-hashes: a job running as the cache's owner that chmods a hard-linked file and writes
+  into it is the one corruption the cheap check cannot see.
+- Eviction only unlinks names. A hard-linked checkout keeps its inode, so its bytes stay (they are freed with
+  the last link); a reflinked or copied checkout is independent. Only symlink-mode checkouts point at cache
+  names, so they pin what they use.
+
+Pins: a symlink-mode checkout writes ``pins/<key>.json`` = ``{"owner": <path of its manifest>, "ids": [...]}``.
+Prune keeps those ids while the owner file exists and names the pin (``"pin": "<key>"``), or while the pin is
+younger than :data:`PIN_GRACE` (a checkout still in progress). A pin whose owner is gone (the checkout folder
+was deleted, or switched to another link mode) is deleted by the next prune, and its objects become evictable.
+
+Sharing between users: directories are created with mode 0777 and files with 0444/0555, both minus the umask;
+give the cache a group with the setgid bit and a umask of 002 to share it. Linux's ``protected_hardlinks``
+forbids hard links to another user's file: ``auto`` then falls back to copying.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import secrets
+import stat
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BadConfig, CorruptObject, DvxError, StorageError, UsageError, os_error
+from .ids import hash_bytes, is_id
+from .store import ObjectStore
+from .worktree import hash_file
+
+CACHE_LAYOUT = "v1"
+FILE_MODE = 0o444
+EXEC_MODE = 0o555
+EXEC_SUFFIX = ".x"
+TEMP_MAX_AGE = 86400.0
+FRESH_SECONDS = 600.0
+PIN_GRACE = 86400.0
+FICLONE = 0x40049409  # _IOW(0x94, 9, int): Linux clone-file ioctl (btrfs, XFS, bcachefs...)
+
+# Errors meaning "this file system (pair) cannot do that", as opposed to a real I/O failure.
+UNSUPPORTED_ERRNOS = frozenset(
+    {errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EPERM}
+)
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kib": 1 << 10,
+    "kb": 10**3,
+    "m": 1 << 20,
+    "mib": 1 << 20,
+    "mb": 10**6,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+    "gb": 10**9,
+    "t": 1 << 40,
+    "tib": 1 << 40,
+    "tb": 10**12,
+}
+
+
+def parse_size(text: str | int) -> int:
+    """``"20G"`` → 21474836480. K, M, G, T (and KiB...) are powers of 1024; KB, MB, GB, TB of 1000."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 0:
+            raise UsageError(f"a size cannot be negative: {text}")
+        return text
+    raw = str(text).strip().lower().replace(" ", "")
+    digits = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = raw[len(digits) :]
+    try:
+        value = float(digits)
+    except ValueError:
+        raise UsageError(f"not a size: {text!r} (examples: 500M, 20G, 1.5T, 1048576)") from None
+    if unit not in _UNITS or value < 0 or value != value:
+        raise UsageError(f"not a size: {text!r} (examples: 500M, 20G, 1.5T, 1048576)")
+    return int(value * _UNITS[unit])
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "dvx"
+
+
+def _cache_section(config: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    section = (config or {}).get("cache") or {}
+    if not isinstance(section, Mapping):
+        raise BadConfig("the 'cache' section of .dvx/config must be an object")
+    return section
+
+
+def resolve_cache_dir(config: Mapping[str, Any] | None = None, root: Path | None = None) -> Path:
+    """``DVX_CACHE_DIR``, else config ``cache.dir`` (relative to ``root``), else ``~/.cache/dvx``."""
+    env = os.environ.get("DVX_CACHE_DIR")
+    if env:
+        return Path(env).expanduser().absolute()
+    value = _cache_section(config).get("dir")
+    if value:
+        path = Path(str(value)).expanduser()
+        if not path.is_absolute() and root is not None:
+            path = root / path
+        return path.absolute()
+    return default_cache_dir().absolute()
+
+
+def resolve_size_limit(config: Mapping[str, Any] | None = None) -> int | None:
+    """``DVX_CACHE_SIZE``, else config ``cache.size_limit``; None (no limit) when neither is set."""
+    env = os.environ.get("DVX_CACHE_SIZE")
+    value: Any = env if env else _cache_section(config).get("size_limit")
+    if value is None or value == "" or str(value).lower() in ("none", "unlimited"):
+        return None
+    try:
+        return parse_size(value)
+    except UsageError as exc:
+        source = "DVX_CACHE_SIZE" if env else "cache.size_limit"
+        raise BadConfig(f"{source}: {exc}") from None
+
+
+# --- copying ------------------------------------------------------------------------------------------------
+
+
+def reflink_fd(src_fd: int, dst_fd: int) -> None:
+    """Make ``dst_fd`` share ``src_fd``'s blocks (copy-on-write); OSError if the file system cannot."""
+    fcntl.ioctl(dst_fd, FICLONE, src_fd)
+
+
+def copy_fd(src_fd: int, dst_fd: int) -> int:
+    """Copy the rest of ``src_fd`` to ``dst_fd`` in the kernel where possible; returns the bytes copied."""
+    total = 0
+    if hasattr(os, "copy_file_range"):
+        try:
+            while True:
+                n = os.copy_file_range(src_fd, dst_fd, 1 << 30)
+                if n == 0:
+                    return total
+                total += n
+        except OSError as exc:
+            if total or exc.errno not in UNSUPPORTED_ERRNOS:
+                raise
+    while True:
+        data = os.read(src_fd, 1 << 20)
+        if not data:
+            return total
+        write_all(dst_fd, data)
+        total += len(data)
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def unlink_quiet(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+# --- reports ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    dir: str
+    objects: int  # distinct content ids
+    files: int  # object files (an id cached for executables too counts twice)
+    bytes: int  # sum of the object files' sizes (hard links into checkouts are counted here once)
+    limit: int | None
+    pins: int
+    temp_files: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PruneReport:
+    objects_removed: int = 0
+    bytes_freed: int = 0  # from the cache's count; hard-linked checkouts still hold their inodes
+    bytes_before: int = 0
+    bytes_after: int = 0
+    kept_pinned: int = 0  # objects over the target spared because a checkout pins or is using them
+    pins_removed: int = 0
+    temp_removed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class VerifyReport:
+    files: int = 0
+    bytes: int = 0
+    bad: list[str] = field(default_factory=list)  # object file names (``<id>`` or ``<id>.x``)
+    removed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+@dataclass
+class _Cached:
+    size: int = 0
+    last_used: float = 0.0
+    names: list[str] = field(default_factory=list)
+
+
+# --- the cache ----------------------------------------------------------------------------------------------
+
+
+class Cache:
+    """A directory of decompressed file contents keyed by content id, safe to share between processes.
+
+    Example::
+
+        cache = Cache.open(repo.config, repo.root)
+        path = cache.ensure(repo.store, entry.id, entry.size)   # extracted once, then reused
+        cache.prune(cache.size_limit)
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, size_limit: int | None = None) -> None:
+        self.root = Path(root).absolute()
+        self.base = self.root / CACHE_LAYOUT
+        self.objects_dir = self.base / "objects"
+        self.used_dir = self.base / "used"
+        self.pins_dir = self.base / "pins"
+        self.tmp_dir = self.base / "tmp"
+        self.size_limit = size_limit
+        self._objects = str(self.objects_dir)
+        self._used = str(self.used_dir)
+        self._lock = threading.Lock()
+        self._dirs: set[str] = set()
+        self._ready = False
+        # Counters of this process's work (tests and reports read them).
+        self.extracted = 0
+        self.extracted_bytes = 0
+        self.hits = 0
+
+    @classmethod
+    def open(cls, config: Mapping[str, Any] | None = None, root: Path | None = None) -> Cache:
+        """The cache that the environment and a repository's config (if any) select."""
+        return cls(resolve_cache_dir(config, root), size_limit=resolve_size_limit(config))
+
+    # -- names ------------------------------------------------------------------------------------------
+
+    def path(self, object_id: str, executable: bool = False) -> Path:
+        return Path(self.name(object_id, executable))
+
+    def name(self, object_id: str, executable: bool = False) -> str:
+        """The cached file's name as a string (``path`` without pathlib's cost, for per-file loops)."""
+        return f"{self._objects}/{object_id[:2]}/{object_id[2:]}{EXEC_SUFFIX if executable else ''}"
+
+    def _stamp(self, object_id: str) -> str:
+        return f"{self._used}/{object_id[:2]}/{object_id[2:]}"
+
+    def setup(self) -> None:
+        if self._ready:
+            return
+        try:
+            for d in (self.objects_dir, self.used_dir, self.pins_dir, self.tmp_dir):
+                os.makedirs(d, mode=0o777, exist_ok=True)
+        except OSError as exc:
+            raise os_error(exc, f"cannot create the cache in {self.root}") from exc
+        self._ready = True
+
+    def _make_dir(self, path: str) -> None:
+        if path in self._dirs:
+            return
+        os.makedirs(path, mode=0o777, exist_ok=True)
+        with self._lock:
+            self._dirs.add(path)
+
+    # -- lookups and extraction ----------------------------------------------------------------------------
+
+    def _stat(self, name: str) -> os.stat_result | None:
+        try:
+            return os.lstat(name)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise os_error(exc, "cannot read the cache") from exc
+
+    @staticmethod
+    def _trusted(st: os.stat_result | None, size: int, executable: bool) -> bool:
+        """The cheap check: a regular file of the right size with exactly the right mode (no write bits)."""
+        return (
+            st is not None
+            and stat.S_ISREG(st.st_mode)
+            and st.st_size == size
+            and stat.S_IMODE(st.st_mode) == (EXEC_MODE if executable else FILE_MODE)
+        )
+
+    def _hit(self, object_id: str, st: os.stat_result) -> None:
+        if time.time() - st.st_mtime > FRESH_SECONDS:
+            self.touch(object_id)
+        with self._lock:
+            self.hits += 1
+
+    def lookup(self, object_id: str, size: int, executable: bool = False) -> str | None:
+        """The cached file's name if present and trusted (and mark it used), else None."""
+        name = self.name(object_id, executable)
+        st = self._stat(name)
+        if st is not None and self._trusted(st, size, executable):
+            self._hit(object_id, st)
+            return name
+        return None
+
+    def ensure(self, store: ObjectStore, object_id: str, size: int, executable: bool = False) -> str:
+        """The cached file's name, extracted from ``store`` (verified) if absent or untrusted.
+
+        Safe against other processes doing the same: the first published copy wins, the others are dropped.
+        """
+        if not is_id(object_id):
+            raise CorruptObject(f"not a content id: {object_id!r}", object_id)
+        path = self.name(object_id, executable)
+        st = self._stat(path)
+        if st is not None and self._trusted(st, size, executable):
+            self._hit(object_id, st)
+            return path
+        self.setup()
+        tmp = self._fill_temp(store, object_id, size, executable)
+        try:
+            self._make_dir(os.path.dirname(path))
+            if st is None:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    # Another process published it first; keep theirs unless it is not trustworthy.
+                    if not self._trusted(self._stat(path), size, executable):
+                        os.replace(tmp, path)
+            else:
+                os.replace(tmp, path)  # an untrusted leftover: swap in good bytes atomically
+        except OSError as exc:
+            raise os_error(exc, "cannot add to the cache") from exc
+        finally:
+            unlink_quiet(tmp)
+        with self._lock:
+            self.extracted += 1
+            self.extracted_bytes += size
+        return path
+
+    def new_temp(self) -> tuple[Path, int]:
+        while True:
+            tmp = self.tmp_dir / f"{os.getpid()}.{secrets.token_hex(8)}.tmp"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise os_error(exc, "cannot write to the cache") from exc
+            return tmp, fd
+
+    def _fill_temp(self, store: ObjectStore, object_id: str, size: int, executable: bool) -> Path:
+        """A complete, fsynced temp file holding the object's bytes with its final mode."""
+        tmp, fd = self.new_temp()
+        try:
+            other = self.name(object_id, not executable)
+            if self._trusted(self._stat(other), size, not executable):
+                # The other variant is trusted: copy it (or share its blocks) instead of decompressing again.
+                with open(other, "rb") as src:
+                    try:
+                        reflink_fd(src.fileno(), fd)
+                        n = os.fstat(fd).st_size
+                    except OSError as exc:
+                        if exc.errno not in UNSUPPORTED_ERRNOS:
+                            raise
+                        n = copy_fd(src.fileno(), fd)
+            else:
+                n = 0
+                for data in store.iter_file(object_id):  # every chunk and the whole verified by the store
+                    write_all(fd, data)
+                    n += len(data)
+            if n != size:
+                raise CorruptObject(f"content {object_id} has {n} bytes, the tree says {size}", object_id)
+            os.fchmod(fd, EXEC_MODE if executable else FILE_MODE)
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            unlink_quiet(tmp)
+            raise os_error(exc, "cannot write to the cache") from exc
+        except BaseException:
+            os.close(fd)
+            unlink_quiet(tmp)
+            raise
+        os.close(fd)
+        return tmp
+
+    def touch(self, object_id: str) -> None:
+        """Record a use of ``object_id`` for LRU eviction.
+
+        The stamp is a hint: failing to write it (a read-only cache, another user's stamp) only makes the
+        object look older to prune, so errors are deliberately not raised here.
+        """
+        stamp = self._stamp(object_id)
+        try:
+            os.utime(stamp)
+            return
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            unlink_quiet(stamp)  # another user's stamp: replace it with ours (needs only directory access)
+        except OSError:
+            return
+        try:
+            self._make_dir(os.path.dirname(stamp))
+            os.close(os.open(stamp, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666))
+            os.utime(stamp)
+        except OSError:
+            return
+
+    # -- enumeration -----------------------------------------------------------------------------------------
+
+    def _shards(self, top: Path) -> Iterator[os.DirEntry[str]]:
+        try:
+            shards = list(os.scandir(top))
+        except FileNotFoundError:
+            return
+        for shard in shards:
+            if len(shard.name) != 2 or not shard.is_dir(follow_symlinks=False):
+                continue
+            try:
+                yield from os.scandir(shard.path)
+            except FileNotFoundError:
+                continue
+
+    def _scan(self) -> dict[str, _Cached]:
+        """Every cached id with its total size and last use (the later of its files' mtimes and its stamp)."""
+        found: dict[str, _Cached] = {}
+        for de in self._shards(self.objects_dir):
+            base = de.name[: -len(EXEC_SUFFIX)] if de.name.endswith(EXEC_SUFFIX) else de.name
+            oid = os.path.basename(os.path.dirname(de.path)) + base
+            if not is_id(oid):
+                continue
+            try:
+                st = de.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            c = found.setdefault(oid, _Cached())
+            c.size += st.st_size
+            c.last_used = max(c.last_used, st.st_mtime)
+            c.names.append(de.path)
+        for de in self._shards(self.used_dir):
+            oid = os.path.basename(os.path.dirname(de.path)) + de.name
+            c2 = found.get(oid)
+            if c2 is None:
+                continue
+            try:
+                c2.last_used = max(c2.last_used, de.stat(follow_symlinks=False).st_mtime)
+            except FileNotFoundError:
+                continue
+        return found
+
+    def _count_temps(self) -> int:
+        try:
+            return sum(1 for _ in os.scandir(self.tmp_dir))
+        except FileNotFoundError:
+            return 0
+
+    def info(self) -> CacheInfo:
+        found = self._scan()
+        try:
+            pins = sum(1 for p in os.scandir(self.pins_dir) if p.name.endswith(".json"))
+        except FileNotFoundError:
+            pins = 0
+        return CacheInfo(
+            dir=str(self.root),
+            objects=len(found),
+            files=sum(len(c.names) for c in found.values()),
+            bytes=sum(c.size for c in found.values()),
+            limit=self.size_limit,
+            pins=pins,
+            temp_files=self._count_temps(),
+        )
+
+    # -- pins ------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def pin_key(owner: Path) -> str:
+        return hash_bytes(os.fsencode(str(Path(owner).absolute())))[:32]
+
+    def pin(self, owner: Path, ids: Iterable[str]) -> str:
+        """Keep ``ids`` through prune while ``owner`` (a JSON file) exists and says ``"pin": <returned key>``."""
+        self.setup()
+        key = self.pin_key(owner)
+        doc = {"v": 1, "owner": str(Path(owner).absolute()), "ids": sorted(set(ids))}
+        tmp, fd = self.new_temp()
+        try:
+            write_all(fd, json.dumps(doc, separators=(",", ":")).encode())
+            os.fchmod(fd, 0o644)
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, self.pins_dir / f"{key}.json")
+        except OSError as exc:
+            raise os_error(exc, "cannot write a cache pin") from exc
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            unlink_quiet(tmp)
+        return key
+
+    def unpin(self, key: str) -> None:
+        unlink_quiet(self.pins_dir / f"{key}.json")
+
+    def _live_pins(self, report: PruneReport, now: float) -> set[str]:
+        """Ids pinned by live owners; stale pins are deleted. Fails closed on a pin it cannot read."""
+        keep: set[str] = set()
+        try:
+            pins = [p for p in os.scandir(self.pins_dir) if p.name.endswith(".json")]
+        except FileNotFoundError:
+            return keep
+        for p in pins:
+            key = p.name[: -len(".json")]
+            try:
+                age = now - p.stat(follow_symlinks=False).st_mtime
+                doc = json.loads(Path(p.path).read_bytes())
+                owner = Path(doc["owner"])
+                ids = [str(i) for i in doc["ids"]]
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise DvxError(
+                    f"cache pin {p.path} is unreadable ({exc}); nothing was pruned (delete the pin if its "
+                    "checkout is gone)"
+                ) from None
+            if self._owner_names(owner, key) or age < PIN_GRACE:
+                keep.update(ids)
+            else:
+                unlink_quiet(p.path)
+                report.pins_removed += 1
+        return keep
+
+    @staticmethod
+    def _owner_names(owner: Path, key: str) -> bool:
+        try:
+            doc = json.loads(owner.read_bytes())
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError):
+            return True  # cannot tell: keep (fail closed)
+        return isinstance(doc, dict) and doc.get("pin") == key
+
+    # -- prune and verify --------------------------------------------------------------------------------
+
+    def _prune_lock(self, wait: bool) -> int | None:
+        self.setup()
+        fd = os.open(self.base / "prune.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    def prune_barrier(self) -> None:
+        """Return once no prune that started before this call is still running."""
+        fd = self._prune_lock(True)
+        assert fd is not None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    def prune(self, target: int | None = None, *, keep: Iterable[str] = (), wait: bool = True) -> PruneReport | None:
+        """Evict least-recently-used objects until the cache holds at most ``target`` bytes.
+
+        ``target`` defaults to the configured size limit (None: only clean temp files and stale pins). Objects
+        in ``keep`` and pinned ones are never evicted. With ``wait=False``, returns None at once if another
+        process is pruning.
+        """
+        target = self.size_limit if target is None else target
+        fd = self._prune_lock(wait)
+        if fd is None:
+            return None
+        try:
+            report = PruneReport()
+            now = time.time()
+            report.temp_removed = self._clean_temps(now)
+            protected = set(keep) | self._live_pins(report, now)
+            found = self._scan()
+            total = sum(c.size for c in found.values())
+            report.bytes_before = total
+            if target is not None and total > target:
+                for oid, c in sorted(found.items(), key=lambda kv: (kv[1].last_used, kv[0])):
+                    if total <= target:
+                        break
+                    if oid in protected:
+                        report.kept_pinned += 1
+                        continue
+                    for name in c.names:
+                        unlink_quiet(name)
+                    unlink_quiet(self._stamp(oid))
+                    total -= c.size
+                    report.objects_removed += 1
+                    report.bytes_freed += c.size
+            report.bytes_after = total
+            return report
+        except OSError as exc:
+            raise os_error(exc, "cannot prune the cache") from exc
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _clean_temps(self, now: float) -> int:
+        removed = 0
+        try:
+            entries = list(os.scandir(self.tmp_dir))
+        except FileNotFoundError:
+            return 0
+        for de in entries:
+            try:
+                if now - de.stat(follow_symlinks=False).st_mtime > TEMP_MAX_AGE:
+                    os.unlink(de.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+    def verify(self, *, remove_bad: bool = True) -> VerifyReport:
+        """Re-hash every cached file; bad ones (wrong bytes, size or mode) are removed unless told not to.
+
+        A checkout that hard-links a bad file holds the same bad bytes: check it out again afterwards.
+        """
+        report = VerifyReport()
+        for de in self._shards(self.objects_dir):
+            executable = de.name.endswith(EXEC_SUFFIX)
+            oid = os.path.basename(os.path.dirname(de.path)) + (de.name[: -len(EXEC_SUFFIX)] if executable else de.name)
+            if not is_id(oid):
+                continue
+            try:
+                st = os.lstat(de.path)
+                ok = (
+                    stat.S_ISREG(st.st_mode)
+                    and stat.S_IMODE(st.st_mode) == (EXEC_MODE if executable else FILE_MODE)
+                    and hash_file(Path(de.path)) == oid
+                )
+            except FileNotFoundError:
+                continue  # evicted meanwhile
+            except OSError as exc:
+                raise os_error(exc, f"cannot read {de.path}") from exc
+            except StorageError:
+                if not os.path.lexists(de.path):
+                    continue  # evicted while being hashed
+                raise
+            report.files += 1
+            report.bytes += st.st_size
+            if not ok:
+                report.bad.append(oid + (EXEC_SUFFIX if executable else ""))
+                if remove_bad:
+                    unlink_quiet(de.path)
+                    report.removed += 1
+        return report
+
+
+__all__ = [
+    "Cache",
+    "CacheInfo",
+    "PruneReport",
+    "VerifyReport",
+    "parse_size",
+    "resolve_cache_dir",
+    "resolve_size_limit",
+    "reflink_fd",
+    "copy_fd",
+]

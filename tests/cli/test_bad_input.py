@@ -1,0 +1,311 @@
+"""The bad-input table: every user error is a non-zero exit, exactly one stderr line starting with
+"dvx: error:", no traceback, and nothing changed on disk.
+
+"Nothing changed" compares the whole folder (working tree and .dvx) before and after, except the stat cache
+(.dvx/index, a hint that may be refreshed) and the repository lock file (it records the last holder's pid).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from dvx.repo import Repo
+
+ALWAYS_VOLATILE = (".dvx/index", ".dvx/lock")
+
+
+@dataclass
+class Run:
+    cwd: Path
+    args: list[str]
+    root: Path  # the folder that must not change
+    message: str  # expected in the error line (case-insensitive)
+    env: dict[str, str] = field(default_factory=dict)
+    prefix: list[str] = field(default_factory=list)
+    volatile: tuple[str, ...] = ()
+
+
+Cleanup = list[Callable[[], object]]
+
+
+def committed(tmp: Path, files: dict[str, str | bytes], message: str = "c1") -> Repo:
+    repo = Repo.init(tmp / "repo")
+    for rel, content in files.items():
+        path = repo.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    if files:
+        repo.commit(message)
+    repo.close()
+    return repo
+
+
+def flip_object_byte(repo: Repo, object_id: str) -> None:
+    info = repo.store.info(object_id)
+    assert info is not None
+    path = repo.store.pack_dir / f"{info.pack}.pack" if info.pack else repo.store.loose_path(object_id)
+    data = bytearray(path.read_bytes())
+    data[info.offset + info.stored_size // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    repo.close()
+
+
+# --- the cases ----------------------------------------------------------------------------------------
+
+
+def not_a_repo(tmp: Path, cleanup: Cleanup) -> Run:
+    (tmp / "plain").mkdir()
+    (tmp / "plain" / "file.txt").write_text("x")
+    return Run(tmp / "plain", ["status"], tmp / "plain", "not a dvx repository")
+
+
+def repo_exists(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["init", "."], repo.root, "already exists")
+
+
+def init_on_a_file(tmp: Path, cleanup: Cleanup) -> Run:
+    (tmp / "afile").write_text("not a folder")
+    return Run(tmp, ["init", "afile"], tmp, "afile")
+
+
+def unknown_revision(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["checkout", "no-such-rev"], repo.root, "no-such-rev")
+
+
+def unknown_revision_in_diff(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["diff", "HEAD", "deadbeef"], repo.root, "deadbeef")
+
+
+def dirty_tree_checkout(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a.txt": "1"})
+    (repo.root / "a.txt").write_text("2")
+    repo.commit("c2")
+    repo.close()
+    (repo.root / "a.txt").write_text("uncommitted")
+    return Run(repo.root, ["checkout", "HEAD~1"], repo.root, "a.txt")
+
+
+def empty_message(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    (repo.root / "b").write_text("new")
+    return Run(repo.root, ["commit", "-m", ""], repo.root, "message")
+
+
+def commit_nothing(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["commit", "-m", "nothing changed"], repo.root, "nothing to commit")
+
+
+def bad_branch_name(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["branch", "bad..name"], repo.root, "invalid branch name")
+
+
+def delete_current_branch(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["branch", "-d", "main"], repo.root, "checked out")
+
+
+def existing_tag(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    repo.create_tag("v1")
+    return Run(repo.root, ["tag", "v1"], repo.root, "already exists")
+
+
+def permission_denied(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    secret = repo.root / "secret.txt"
+    secret.write_text("not for you")
+    secret.chmod(0)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        # Root reads mode-000 files; drop the two capabilities that bypass file permissions.
+        setpriv = shutil.which("setpriv")
+        probe = [setpriv or "setpriv", "--bounding-set=-dac_override,-dac_read_search", "cat", str(secret)]
+        if setpriv is None or subprocess.run(probe, capture_output=True).returncode == 0:
+            pytest.skip("running as root without a working setpriv: a mode-000 file cannot be made unreadable")
+        prefix = probe[:2]
+    return Run(repo.root, ["commit", "-m", "x"], repo.root, "permission denied", prefix=prefix)
+
+
+def bad_config(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    (repo.dvx / "config").write_text("{ this is not json")
+    return Run(repo.root, ["status"], repo.root, "config")
+
+
+def bad_config_value(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    cfg = json.loads((repo.dvx / "config").read_text())
+    cfg["core"]["compression_level"] = "fast"
+    (repo.dvx / "config").write_text(json.dumps(cfg))
+    return Run(repo.root, ["log"], repo.root, "config")
+
+
+def unsupported_format(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    cfg = json.loads((repo.dvx / "config").read_text())
+    cfg["format"] = 99
+    (repo.dvx / "config").write_text(json.dumps(cfg))
+    return Run(repo.root, ["status"], repo.root, "format")
+
+
+def corrupt_commit(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    flip_object_byte(repo, repo.head()[1] or "")
+    return Run(repo.root, ["log"], repo.root, repo.head()[1] or "")
+
+
+def corrupt_ref(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    (repo.dvx / "refs" / "heads" / "main").write_text("garbage\n")
+    return Run(repo.root, ["log"], repo.root, "main")
+
+
+def corrupt_file_content_on_checkout(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"only.txt": "version one of the only changed file"})
+    blob = repo.ls()[0][1].id
+    (repo.root / "only.txt").write_text("version two")
+    repo.commit("c2")
+    flip_object_byte(repo, blob)
+    return Run(repo.root, ["checkout", "HEAD~1"], repo.root, blob)
+
+
+def corrupt_file_among_several_on_checkout(tmp: Path, cleanup: Cleanup) -> Run:
+    """The corrupt file is one of several the checkout must write: none of them may be half-applied."""
+    files = {f"f{i:02d}.txt": f"version one of file {i}" for i in range(10)}
+    repo = committed(tmp, files)
+    blob = dict(repo.ls())["f05.txt"].id
+    for name in files:
+        (repo.root / name).write_text("version two")
+    repo.commit("c2")
+    flip_object_byte(repo, blob)
+    return Run(repo.root, ["checkout", "HEAD~1"], repo.root, blob)
+
+
+def disk_full(tmp: Path, cleanup: Cleanup) -> Run:
+    mnt = tmp / "small-disk"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)], capture_output=True)
+    env: dict[str, str] = {}
+    if mounted.returncode == 0:
+        cleanup.append(lambda: subprocess.run(["umount", "-l", str(mnt)], check=True))
+        repo = Repo.init(mnt / "repo")
+    else:  # no mount allowed here: inject the same error where the first object is written
+        repo = Repo.init(tmp / "repo")
+        env["DVX_FAULT"] = "loose.before-write:1:raise:ENOSPC"
+    repo.close()
+    (repo.root / "big.bin").write_bytes(os.urandom(5 << 20))
+    # Objects published before space ran out may stay (unreachable, for gc): see the strict test below.
+    return Run(repo.root, ["commit", "-m", "too big"], repo.root, "no space left", env=env, volatile=(".dvx/objects",))
+
+
+def locked(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    (repo.root / "b").write_text("change")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time
+            from pathlib import Path
+            from dvx.lock import RepoLock
+            RepoLock(Path({str(repo.dvx / "lock")!r}), what="test holder").acquire()
+            print("held", flush=True)
+            time.sleep(120)
+        """)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    cleanup.append(lambda: (holder.send_signal(signal.SIGKILL), holder.wait()))
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return Run(repo.root, ["commit", "-m", "x"], repo.root, "locked", env={"DVX_LOCK_TIMEOUT": "0.3"})
+
+
+def missing_argument(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["checkout"], repo.root, "missing argument")
+
+
+def unknown_command(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["frobnicate"], repo.root, "frobnicate")
+
+
+def bad_option_value(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["log", "-n", "-1"], repo.root, "-n")
+
+
+def non_utf8_name(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    os.close(os.open(os.fsencode(repo.root) + b"/na\xefve.txt", os.O_CREAT | os.O_WRONLY, 0o644))
+    return Run(repo.root, ["commit", "-m", "x"], repo.root, "na\\xefve.txt")
+
+
+def non_utf8_symlink_target(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    os.symlink(b"caf\xe9", os.fsencode(repo.root) + b"/menu-link")
+    return Run(repo.root, ["status"], repo.root, "menu-link")
+
+
+CASES = [
+    not_a_repo, repo_exists, init_on_a_file, unknown_revision, unknown_revision_in_diff, dirty_tree_checkout,
+    empty_message, commit_nothing, bad_branch_name, delete_current_branch, existing_tag, permission_denied,
+    bad_config, bad_config_value, unsupported_format, corrupt_commit, corrupt_ref, corrupt_file_content_on_checkout,
+    pytest.param(corrupt_file_among_several_on_checkout, marks=pytest.mark.xfail(
+        reason="BUG: checkout writes the other files before it meets the corrupt object: the working tree is "
+        "left half at the target while HEAD stays at the old commit", strict=True)),
+    disk_full, locked, missing_argument, unknown_command, bad_option_value, non_utf8_name,
+    non_utf8_symlink_target,
+]
+
+
+@pytest.fixture
+def cleanup() -> Cleanup:
+    actions: Cleanup = []
+    yield actions
+    for action in reversed(actions):
+        action()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[getattr(c, "__name__", None) or c.values[0].__name__ for c in CASES])
+def test_bad_input(case: Callable[[Path, Cleanup], Run], tmp_path: Path, cleanup: Cleanup, run_dvx, snapshot) -> None:
+    run = case(tmp_path, cleanup)
+    skip = tuple(os.path.relpath(run.root / v, run.root) for v in ALWAYS_VOLATILE + run.volatile)
+    before = snapshot(run.root, skip=skip)
+    r = run_dvx(run.args, run.cwd, env=run.env, prefix=run.prefix, check=False)
+    lines = r.stderr.splitlines()
+    assert r.returncode not in (0, -signal.SIGKILL), r
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("dvx: error:"), r.stderr
+    assert run.message.lower() in lines[0].lower(), lines[0]
+    assert "Traceback" not in r.stderr + r.stdout
+    assert snapshot(run.root, skip=skip) == before
+    tmp_dir = run.root / ".dvx" / "tmp"
+    assert not tmp_dir.is_dir() or list(tmp_dir.iterdir()) == []  # no temp files left behind
+
+
+@pytest.mark.xfail(
+    reason="BUG (minor): a commit that fails with ENOSPC leaves the chunks it already published in "
+    ".dvx/objects; on a full disk that space stays used until a gc past the grace period",
+    strict=True,
+)
+def test_disk_full_commit_leaves_no_objects_behind(tmp_path: Path, cleanup: Cleanup, run_dvx, snapshot) -> None:
+    run = disk_full(tmp_path, cleanup)
+    before = snapshot(run.root / ".dvx" / "objects")
+    r = run_dvx(run.args, run.cwd, env=run.env, check=False)
+    assert "no space left" in r.stderr
+    assert snapshot(run.root / ".dvx" / "objects") == before

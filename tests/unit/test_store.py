@@ -1,0 +1,314 @@
+"""The object store: packs and their indexes, loose objects, dedupe, chunked files, CDC locality."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import blake3
+import pytest
+
+from dvx.errors import CorruptObject, MissingObject
+from dvx.ids import hash_bytes
+from dvx.repo import Repo
+from dvx.store import BLOB, CHUNKED, COMMIT, LOOSE_HEADER, LOOSE_THRESHOLD, TREE, ObjectStore
+from dvx.store.pack import INDEX_ENTRY, INDEX_HEADER, IndexEntry, PackIndex, encode_index, scan_pack
+from dvx.worktree import Chunking, ingest_file
+
+TEXT = b"".join(b"row %d,alpha,beta,gamma\n" % i for i in range(5000))
+
+
+def new_store(tmp_path: Path) -> ObjectStore:
+    (tmp_path / "tmp").mkdir(exist_ok=True)  # a repository always has it (``Repo.init`` creates it)
+    return ObjectStore(tmp_path / "objects", tmp_path / "tmp")
+
+
+def put(store: ObjectStore, objects: list[tuple[int, bytes]]) -> list[str]:
+    ids = []
+    with store.writer() as w:
+        for type_, data in objects:
+            oid = hash_bytes(data)
+            w.add(oid, type_, data)
+            ids.append(oid)
+    return ids
+
+
+def packs_on_disk(store: ObjectStore) -> list[Path]:
+    return sorted(store.pack_dir.glob("*.pack"))
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+SMALL = [(BLOB, TEXT), (BLOB, os.urandom(3000)), (BLOB, b""), (TREE, b'{"entries":[],"v":1}'), (COMMIT, b"c" * 100)]
+
+
+def test_small_objects_go_into_one_pack_and_read_back(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    ids = put(store, SMALL)
+    assert len(packs_on_disk(store)) == 1
+    assert len(list(store.pack_dir.glob("*.idx"))) == 1
+    assert list(store.iter_loose()) == []
+    fresh = new_store(tmp_path)  # a new reader sees what the writer published
+    for oid, (type_, data) in zip(ids, SMALL):
+        info = fresh.info(oid)
+        assert info is not None and info.pack is not None
+        assert fresh.get(oid) == (type_, data)
+
+
+def test_pack_is_named_by_its_hash_and_scans_to_its_index(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    put(store, SMALL)
+    (pack,) = packs_on_disk(store)
+    data = pack.read_bytes()
+    assert data[-32:].hex() == pack.stem
+    scanned = scan_pack(data, pack.stem)
+    index = PackIndex(pack.with_suffix(".idx").read_bytes(), pack.stem, len(data))
+    assert sorted(scanned, key=lambda e: e.object_id) == list(index)
+
+
+def test_compressible_object_is_stored_smaller(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    (oid,) = put(store, [(BLOB, TEXT)])
+    info = store.info(oid)
+    assert info is not None and info.stored_size < len(TEXT) // 5
+
+
+def test_missing_object_and_wrong_type(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    (oid,) = put(store, [(BLOB, b"hello world")])
+    with pytest.raises(MissingObject):
+        store.get(hash_bytes(b"never stored"))
+    assert not store.has(hash_bytes(b"never stored"))
+    with pytest.raises(CorruptObject):
+        store.get(oid, TREE)
+
+
+@pytest.mark.parametrize("cut", [1, 32, 100])
+def test_truncated_pack_is_corrupt(tmp_path: Path, cut: int) -> None:
+    store = new_store(tmp_path)
+    ids = put(store, SMALL)
+    (pack,) = packs_on_disk(store)
+    with open(pack, "r+b") as fh:
+        fh.truncate(pack.stat().st_size - cut)
+    fresh = new_store(tmp_path)
+    failures = 0
+    for oid in ids:  # objects before the cut may still read fine; the record at the end may not
+        try:
+            fresh.get(oid)
+        except CorruptObject:
+            failures += 1
+    assert failures >= 1
+    with pytest.raises(CorruptObject):
+        scan_pack(pack.read_bytes(), pack.stem)
+
+
+def test_flipped_byte_in_pack_payload_is_corrupt(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    (oid,) = put(store, [(BLOB, os.urandom(2000))])
+    (pack,) = packs_on_disk(store)
+    info = store.info(oid)
+    assert info is not None
+    store.close()
+    flip_byte(pack, info.offset + 1000)
+    with pytest.raises(CorruptObject) as exc:
+        new_store(tmp_path).get(oid)
+    assert exc.value.object_id == oid
+    with pytest.raises(CorruptObject):
+        scan_pack(pack.read_bytes(), pack.stem)
+
+
+def test_flipped_byte_in_compressed_payload_is_corrupt(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    (oid,) = put(store, [(BLOB, TEXT)])
+    (pack,) = packs_on_disk(store)
+    info = store.info(oid)
+    assert info is not None
+    store.close()
+    flip_byte(pack, info.offset + info.stored_size // 2)
+    with pytest.raises(CorruptObject):
+        new_store(tmp_path).get(oid)
+
+
+def test_flipped_byte_in_index_is_corrupt(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    ids = put(store, SMALL)
+    (pack,) = packs_on_disk(store)
+    flip_byte(pack.with_suffix(".idx"), INDEX_HEADER.size + 40)
+    with pytest.raises(CorruptObject):
+        new_store(tmp_path).get(ids[0])
+
+
+def _index_with(entries: list[IndexEntry]) -> bytes:
+    return encode_index(b"\x01" * 32, entries)
+
+
+def test_index_entry_pointing_past_the_pack_is_refused() -> None:
+    e = IndexEntry(b"\x02" * 32, BLOB, 0, 1000, 50, 50)
+    with pytest.raises(CorruptObject):
+        PackIndex(_index_with([e]), "p", pack_size=900).validate(900)
+    with pytest.raises(CorruptObject):
+        PackIndex(_index_with([e]), "p", pack_size=900).get(b"\x02" * 32)
+
+
+def test_index_entries_that_overlap_are_refused() -> None:
+    a = IndexEntry(b"\x02" * 32, BLOB, 0, 58, 100, 100)
+    b = IndexEntry(b"\x03" * 32, BLOB, 0, 100, 100, 100)
+    with pytest.raises(CorruptObject):
+        PackIndex(_index_with([a, b]), "p", pack_size=10_000).validate(10_000)
+
+
+def test_index_of_the_wrong_length_is_refused() -> None:
+    data = _index_with([IndexEntry(b"\x02" * 32, BLOB, 0, 58, 10, 10)])
+    body = data[:-32] + INDEX_ENTRY.pack(b"\x03" * 32, 1, 0, 0, 0, 0, 0)
+    with pytest.raises(CorruptObject):
+        PackIndex(body + blake3.blake3(body).digest(), "p")
+
+
+def test_large_object_is_stored_loose_and_verified(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    data = os.urandom(LOOSE_THRESHOLD + 10)
+    (oid,) = put(store, [(BLOB, data)])
+    path = store.loose_path(oid)
+    assert path.is_file() and path.parent.name == oid[:2]
+    assert packs_on_disk(store) == []
+    assert new_store(tmp_path).get(oid) == (BLOB, data)
+    flip_byte(path, LOOSE_HEADER.size + 12345)
+    with pytest.raises(CorruptObject):
+        new_store(tmp_path).get(oid)
+
+
+def test_truncated_loose_object_is_corrupt(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    (oid,) = put(store, [(BLOB, os.urandom(LOOSE_THRESHOLD))])
+    path = store.loose_path(oid)
+    with open(path, "r+b") as fh:
+        fh.truncate(path.stat().st_size - 1)
+    with pytest.raises(CorruptObject):
+        new_store(tmp_path).get(oid)
+    with open(path, "r+b") as fh:
+        fh.truncate(5)
+    with pytest.raises(CorruptObject):
+        new_store(tmp_path).get(oid)
+
+
+def test_dedupe_within_and_across_writers(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    data, big = b"same bytes", os.urandom(LOOSE_THRESHOLD)
+    with store.writer() as w:
+        assert w.add(hash_bytes(data), BLOB, data)
+        assert not w.add(hash_bytes(data), BLOB, data)
+        assert w.add(hash_bytes(big), BLOB, big)
+        assert not w.add(hash_bytes(big), BLOB, big)
+    (pack,) = packs_on_disk(store)
+    assert len(scan_pack(pack.read_bytes(), pack.stem)) == 1
+    with store.writer() as w:
+        assert not w.add(hash_bytes(data), BLOB, data)
+        assert not w.add(hash_bytes(big), BLOB, big)
+        assert w.objects_written == 0
+    assert packs_on_disk(store) == [pack]
+    assert len(list(store.iter_loose())) == 1
+
+
+def test_ten_mib_file_is_chunked_and_its_id_is_blake3_of_the_whole(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    content = os.urandom(10 << 20)
+    src = tmp_path / "big.bin"
+    src.write_bytes(content)
+    with store.writer() as w:
+        oid, size = ingest_file(src, w, Chunking(), 3)
+    assert size == len(content)
+    assert oid == blake3.blake3(content).hexdigest()
+    fresh = new_store(tmp_path)
+    info = fresh.info(oid)
+    assert info is not None and info.type == CHUNKED
+    chunks = fresh.file_chunks(oid)
+    assert len(chunks) > 1
+    assert sum(s for _, s in chunks) == len(content)
+    assert all(s <= Chunking().max for _, s in chunks)
+    assert b"".join(fresh.iter_file(oid)) == content
+
+
+@pytest.mark.parametrize("size", [0, 1, 63, 64, LOOSE_THRESHOLD - 1, LOOSE_THRESHOLD, (2 << 20) - 1, 2 << 20, (2 << 20) + 1])
+def test_file_sizes_at_every_boundary_round_trip(tmp_path: Path, size: int) -> None:
+    store = new_store(tmp_path)
+    content = random.Random(size).randbytes(size)
+    src = tmp_path / "f.bin"
+    src.write_bytes(content)
+    with store.writer() as w:
+        oid, n = ingest_file(src, w, Chunking(), 3)
+    assert (oid, n) == (blake3.blake3(content).hexdigest(), size)
+    assert b"".join(new_store(tmp_path).iter_file(oid)) == content
+
+
+def test_chunked_file_with_a_swapped_chunk_fails_the_whole_file_check(tmp_path: Path) -> None:
+    """Each chunk verifies on its own; the manifest must still hash to the file id as a whole."""
+    store = new_store(tmp_path)
+    content = os.urandom(6 << 20)
+    src = tmp_path / "big.bin"
+    src.write_bytes(content)
+    with store.writer() as w:
+        oid, _ = ingest_file(src, w, Chunking(), 3)
+    chunks = store.file_chunks(oid)
+    assert len(chunks) >= 2
+    # Forge a manifest under the same id listing the chunks in another order: every chunk is intact.
+    from dvx.store import encode_manifest
+
+    forged = encode_manifest(len(content), list(reversed(chunks)))
+    other = tmp_path / "other"
+    other.mkdir()
+    forged_store = new_store(other)
+    with forged_store.writer() as w:
+        for cid, _ in chunks:
+            _, data = store.get(cid)
+            w.add(cid, BLOB, data)
+        w.add(oid, CHUNKED, forged)
+    with pytest.raises(CorruptObject):
+        b"".join(forged_store.iter_file(oid))
+
+
+def store_bytes(repo: Repo) -> int:
+    return sum(p.stat().st_size for p in (repo.dvx / "objects").rglob("*") if p.is_file())
+
+
+def test_cdc_locality_append_and_rewrite_in_the_middle(repo: Repo) -> None:
+    # Seeded: how much an append costs depends on the size of the file's last chunk (up to chunk_max),
+    # so unseeded random data would make the bound below flaky rather than wrong.
+    rng = random.Random(1234)
+    mib = 1 << 20
+    content = bytearray(rng.randbytes(64 * mib))
+    path = repo.root / "data.bin"
+    path.write_bytes(content)
+    repo.commit("v1")
+    v1 = store_bytes(repo)
+    assert 64 * mib <= v1 < 65 * mib
+
+    path.write_bytes(bytes(content) + rng.randbytes(mib))
+    repo.commit("append 1 MiB")
+    appended = store_bytes(repo) - v1
+    assert mib <= appended < 3 * mib
+
+    middle = 32 * mib
+    content[middle : middle + mib] = rng.randbytes(mib)
+    path.write_bytes(content)
+    before = store_bytes(repo)
+    repo.commit("rewrite 1 MiB in the middle")
+    rewritten = store_bytes(repo) - before
+    assert mib <= rewritten < 4 * mib
+    assert repo.ls()[0][1].id == blake3.blake3(content).hexdigest()
+
+
+@pytest.mark.xfail(reason="BUG: StoreWriter._write_loose does not create the tmp dir (packs do): a store "
+                   "without .dvx/tmp cannot write objects >= 512 KiB", strict=True)
+def test_store_without_tmp_dir_writes_loose_objects_like_packs(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "objects", tmp_path / "tmp")
+    small, big = b"small", os.urandom(LOOSE_THRESHOLD)
+    put(store, [(BLOB, small)])  # packs create the missing tmp dir themselves
+    shutil.rmtree(tmp_path / "tmp")
+    (oid,) = put(store, [(BLOB, big)])
+    assert store.get(oid) == (BLOB, big)

@@ -1,0 +1,95 @@
+"""The working tree: scanning (ignores, special files, odd names) and the stat cache that lets a no-op
+status skip reading file contents."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dvx import worktree
+from dvx.errors import BadPath
+from dvx.model import FILE, LINK
+from dvx.repo import Repo
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+def test_scan_lists_files_and_links_never_following_them(tmp_path: Path) -> None:
+    write(tmp_path, {"a.txt": "a", "d/e/f.bin": "f", ".dvx/config": "{}", ".git/HEAD": "x"})
+    os.symlink("d", tmp_path / "link_to_dir")
+    os.symlink("/nonexistent/target", tmp_path / "d" / "dangling")
+    (tmp_path / "a.txt").chmod(0o755)
+    res = worktree.scan(tmp_path)
+    assert sorted(res.files) == ["a.txt", "d/dangling", "d/e/f.bin", "link_to_dir"]
+    assert res.files["a.txt"].kind == FILE and res.files["a.txt"].executable
+    assert res.files["link_to_dir"].kind == LINK and res.files["link_to_dir"].target == "d"
+    assert res.files["d/dangling"].target == "/nonexistent/target"
+    assert res.warnings == []
+
+
+def test_scan_applies_dvxignore(tmp_path: Path) -> None:
+    write(tmp_path, {".dvxignore": "*.log\ncache/\n!important.log\n", "a.log": "", "important.log": "",
+                     "x/cache/y": "", "x/z": "", "cache": "a file named cache is not a dir"})
+    assert sorted(worktree.scan(tmp_path).files) == [".dvxignore", "cache", "important.log", "x/z"]
+
+
+def test_scan_warns_about_special_files(tmp_path: Path) -> None:
+    write(tmp_path, {"a": "a"})
+    os.mkfifo(tmp_path / "fifo")
+    res = worktree.scan(tmp_path)
+    assert list(res.files) == ["a"]
+    assert len(res.warnings) == 1 and "fifo" in res.warnings[0]
+
+
+def test_scan_refuses_non_utf8_names_naming_them(tmp_path: Path) -> None:
+    os.close(os.open(os.fsencode(tmp_path) + b"/bad\xff", os.O_CREAT | os.O_WRONLY, 0o644))
+    with pytest.raises(BadPath) as info:
+        worktree.scan(tmp_path)
+    assert "bad\\xff" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_scan_refuses_non_utf8_symlink_targets(tmp_path: Path) -> None:
+    os.symlink(b"tar\xffget", os.fsencode(tmp_path) + b"/link")
+    with pytest.raises(BadPath) as info:
+        worktree.scan(tmp_path)
+    assert "link" in str(info.value)
+
+
+def test_no_op_status_reads_no_file_contents(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Files written in the same clock tick as their hashing are "racy" and re-read, as in git; with the racy
+    # window set to zero every file hashed by the commit is trusted from the cache afterwards.
+    monkeypatch.setattr(worktree, "RACY_NS", 0)
+    write(repo.root, {f"d{i % 7}/f{i}.txt": f"content {i}" for i in range(200)})
+    repo.commit("c1")
+    calls: list[Path] = []
+    real = worktree.hash_file
+    monkeypatch.setattr(worktree, "hash_file", lambda p: calls.append(p) or real(p))
+    assert not repo.status()
+    assert calls == []
+    (repo.root / "d3" / "f3.txt").write_text("changed")
+    assert repo.status().modified == ["d3/f3.txt"]
+    assert [p.name for p in calls] == ["f3.txt"]
+
+
+def test_same_size_rewrite_with_restored_mtime_is_still_seen(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worktree, "RACY_NS", 0)
+    write(repo.root, {"a": "aaaa"})
+    repo.commit("c1")
+    st = os.stat(repo.root / "a")
+    (repo.root / "a").write_text("bbbb")
+    os.utime(repo.root / "a", ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same mtime: only ctime moved
+    assert repo.status().modified == ["a"]
+
+
+def test_damaged_stat_cache_is_rebuilt_not_trusted(repo: Repo) -> None:
+    write(repo.root, {"a": "1", "b": "2"})
+    repo.commit("c1")
+    (repo.dvx / "index").write_bytes(b"garbage that is not a zstd frame")
+    (repo.root / "a").write_text("changed")
+    assert repo.status().modified == ["a"]
