@@ -186,8 +186,11 @@ def _decode_entry(row: list[Any]) -> Entry:
         if len(row) != 6 or not isinstance(row[5], str) or not row[5] or "\0" in row[5]:
             raise ValueError(f"bad symlink entry {name!r}")
         target = row[5]
-        if len(target.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        raw = target.encode("utf-8", "surrogateescape")
+        if len(raw) > MAX_PATH_BYTES:
             raise ValueError(f"symlink target too long in {name!r}")
+        if len(raw) != size or hash_bytes(raw) != oid:
+            raise ValueError(f"symlink entry {name!r} has an id or size that is not its target's")
     elif len(row) != 5:
         raise ValueError(f"bad entry {name!r}")
     if exe and kind != FILE:

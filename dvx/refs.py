@@ -1,8 +1,8 @@
 """Branches, tags and HEAD in ``.dvx/refs`` and ``.dvx/HEAD`` (see docs/format.md "Refs").
 
 A ref file holds one commit id and a newline. Updates are compare-and-swap: take ``NAME.lock`` with
-O_CREAT|O_EXCL, check the current value is what the caller expects, write the lock file, fsync, rename it over
-the ref. A lock left behind by a killed process (its pid is gone) is taken over; a live one makes the update
+O_CREAT|O_EXCL (it holds "pid N"), check the current value is what the caller expects, write the new value to
+a dot-named temp file beside the ref, fsync, rename it over the ref, remove the lock. A lock left behind by a killed process (its pid is gone) is taken over; a live one makes the update
 wait briefly and then fail, never silently overwrite.
 """
 
@@ -115,12 +115,22 @@ class RefStore:
             if new is None:
                 os.unlink(path)
                 durable.fsync_dir(path.parent)
+                self._prune_empty_dirs(path.parent, lock)
             else:
-                with open(lock, "w", encoding="utf-8") as fh:
-                    fh.write(new + "\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                durable.publish_replace(lock, path, site="ref")
+                # The new value goes to its own temp file; the lock keeps "pid N" to the end, so a lock left by
+                # a killed process is always recognisable. Dot-names are never refs (check_ref_name).
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+                try:
+                    with open(tmp, "w", encoding="utf-8") as fh:
+                        fh.write(new + "\n")
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    durable.publish_replace(tmp, path, site="ref")
+                finally:
+                    try:
+                        os.unlink(tmp)
+                    except FileNotFoundError:
+                        pass
         except OSError as exc:
             raise os_error(exc, f"cannot update {ref}") from exc
         finally:
@@ -129,11 +139,37 @@ class RefStore:
             except FileNotFoundError:
                 pass
 
+    def _prune_empty_dirs(self, folder: Path, own_lock: Path) -> None:
+        """After deleting ``a/b``, remove ``refs/heads/a`` if nothing else is in it (so a branch ``a`` can exist)."""
+        top = {self.dir / "refs" / "heads", self.dir / "refs" / "tags", self.dir / "refs", self.dir}
+        while folder not in top and self.dir in folder.parents:
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:
+                break
+            if names and names != [own_lock.name]:
+                break
+            if names:  # only our own lock, which the caller removes: remove it now instead
+                try:
+                    os.unlink(own_lock)
+                except FileNotFoundError:
+                    pass
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break  # someone just created a ref in it
+            folder = folder.parent
+
     def _acquire(self, lock: Path, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             try:
                 fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:  # a delete of the last ref in this folder just removed it
+                if time.monotonic() > deadline:
+                    raise
+                durable.make_dirs(lock.parent)
+                continue
             except FileExistsError:
                 if self._stale(lock):
                     try:
@@ -145,7 +181,6 @@ class RefStore:
                     raise RefConflict(f"{lock.name} is held by another dvx process; try again") from None
                 time.sleep(0.02)
                 continue
-            # The pid line is overwritten by the new value before the rename; readers never see the lock.
             os.write(fd, f"pid {os.getpid()}\n".encode())
             os.close(fd)
             return
@@ -162,4 +197,6 @@ class RefStore:
                 return not durable.pid_alive(int(text[4:].strip()))
             except ValueError:
                 pass
-        return age > 60
+        if not text:
+            return age > 5  # created but the pid not yet written: microseconds, unless its writer died there
+        return True  # not a lock this version writes (an old version left its new value here): nobody owns it

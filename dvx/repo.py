@@ -8,12 +8,16 @@ commit complete. The stat cache is written last and is only a hint.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fnmatch
 import getpass
 import heapq
 import json
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -330,6 +334,17 @@ class Repo:
             for e in idx:
                 if e.type == COMMIT and e.object_id.startswith(raw_prefix) and e.object_id.hex().startswith(prefix):
                     found.add(e.object_id.hex())
+        # A commit of >= 512 KiB (a long message or metadata) is stored loose.
+        try:
+            names = os.listdir(self.store.loose_dir / prefix[:2])
+        except (FileNotFoundError, NotADirectoryError):
+            names = []
+        for name in names:
+            oid = prefix[:2] + name
+            if oid.startswith(prefix) and is_id(oid) and oid not in found:
+                info = self.store.info(oid)
+                if info is not None and info.type == COMMIT:
+                    found.add(oid)
         return sorted(found)
 
     def _tree_of(self, rev: str | None) -> str | None:
@@ -519,6 +534,8 @@ class Repo:
         names = self.ref_names()
         norm = [_norm_path(p) for p in paths or []]
         out: list[LogEntry] = []
+        if limit is not None and limit <= 0:
+            return []
         for cid, c in self.iter_commits([start]):
             if norm and not self._touches(c, norm):
                 continue
@@ -604,45 +621,69 @@ class Repo:
         cache: StatCache,
         progress: Progress | None,
     ) -> None:
-        for path in sorted(deletes, key=lambda p: -p.count("/")):
-            worktree.remove_path(self.root, path)
-            cache.entries.pop(path, None)
+        """Two phases, so a corrupt or missing object changes nothing: first every new content is written and
+        verified into a staging folder in ``.dvx/tmp``; only then are paths deleted and the staged files renamed
+        into place (and symlinks made, last, so no file is ever written through a link made here)."""
         if self.store.fetcher is not None:
             # A lazy clone: fetch every missing content in one parallel batch, not file by file.
             from .transfer import prefetch_files
 
             prefetch_files(self, [e.id for e in writes.values() if e.kind == FILE])
         # A file whose only change is its exec bit keeps its bytes: chmod, do not rewrite.
-        content_writes = []
+        chmods: list[tuple[str, Entry]] = []
+        files: list[tuple[str, Entry]] = []
+        links: list[tuple[str, Entry]] = []
         for path, entry in sorted(writes.items()):
             old = work.get(path)
             if old is not None and old.kind == FILE == entry.kind and old.id == entry.id:
-                worktree.set_executable(self.root, path, entry.executable, self._umask)
+                chmods.append((path, entry))
+            elif entry.kind == LINK:
+                links.append((path, entry))
             else:
-                content_writes.append((path, entry))
-        total = sum(e.size for _, e in content_writes)
+                files.append((path, entry))
+        total = sum(e.size for _, e in files)
         done = [0]
         started = worktree.now_ns()
+        staging = self._staging_dir() if files else None
+        try:
+            staged: list[tuple[str, Entry, Path]] = []
+            if staging is not None:
 
-        def write(item: tuple[str, Entry]) -> tuple[str, Entry]:
-            path, entry = item
-            worktree.materialize(self.root, path, entry, self.store, umask=self._umask)
-            done[0] += entry.size
-            if progress is not None:
-                progress(done[0], total)
-            return item
+                def stage(item: tuple[int, tuple[str, Entry]]) -> tuple[str, Entry, Path]:
+                    n, (path, entry) = item
+                    tmp = staging / str(n)
+                    _stage_file(tmp, path, entry, self.store, self._umask)
+                    done[0] += entry.size
+                    if progress is not None:
+                        progress(done[0], total)
+                    return path, entry, tmp
 
-        files = [w for w in content_writes if w[1].kind != LINK]
-        links = [w for w in content_writes if w[1].kind == LINK]
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            written = list(pool.map(write, files))
-        for item in links:  # symlinks last, so no file is ever written through a link made by this checkout
-            written.append(write(item))
-        for path, entry in written:
-            if entry.kind == FILE:
-                st = os.lstat(self.root / path)
-                found = Found(FILE, bool(st.st_mode & 0o100), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-                cache.record(path, found, entry.id, started)
+                with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+                    staged = list(pool.map(stage, enumerate(files)))
+            # Every content is here and verified: from now on only renames, deletes and chmods.
+            for path in sorted(deletes, key=lambda p: -p.count("/")):
+                worktree.remove_path(self.root, path)
+                cache.entries.pop(path, None)
+            for path, entry in chmods:
+                worktree.set_executable(self.root, path, entry.executable, self._umask)
+            for path, entry, tmp in staged:
+                _place_staged(self.root, path, entry, tmp)
+            for path, entry in links:
+                worktree.materialize(self.root, path, entry, self.store, umask=self._umask)
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+        for path, entry, _ in staged:
+            st = os.lstat(self.root / path)
+            found = Found(FILE, bool(st.st_mode & 0o100), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            cache.record(path, found, entry.id, started)
+
+    def _staging_dir(self) -> Path:
+        try:
+            durable.make_dirs(self.store.tmp_dir)
+            return Path(tempfile.mkdtemp(prefix="checkout-", dir=self.store.tmp_dir))
+        except OSError as exc:
+            raise os_error(exc, "cannot make a staging folder in .dvx/tmp") from exc
 
     # -- merge -----------------------------------------------------------------------------------------
 
@@ -750,8 +791,21 @@ class Repo:
                     raise MissingObject(f"object {e.id} ({e.name}) is missing from the store", e.id)
                 out[e.id] = info.type
                 if info.type == CHUNKED:
-                    for chunk_id, _ in parse_manifest(self.store.get(e.id, CHUNKED)[1], e.id)[1]:
-                        out[chunk_id] = BLOB
+                    for chunk_id, type_ in self.chunk_objects(e.id):
+                        out[chunk_id] = type_
+
+    def chunk_objects(self, manifest_id: str) -> Iterator[tuple[str, int]]:
+        """``(id, type)`` of the objects under a chunk manifest: its chunks and, where a chunk is itself stored as
+        a manifest (the same bytes were once a whole chunked file), that manifest's chunks (one level, as reads
+        accept). A chunk not in the store (a lazy clone) is reported as a BLOB."""
+        for chunk_id, _ in parse_manifest(self.store.get(manifest_id, CHUNKED)[1], manifest_id)[1]:
+            info = self.store.info(chunk_id)
+            if info is not None and info.type == CHUNKED:
+                yield chunk_id, CHUNKED
+                for sub_id, _ in parse_manifest(self.store.get(chunk_id, CHUNKED)[1], chunk_id)[1]:
+                    yield sub_id, BLOB
+            else:
+                yield chunk_id, BLOB
 
     def fsck(self, progress: Callable[[int], None] | None = None) -> FsckReport:
         """Verify every reachable object: hash, decompression, structure; and every pack's checksum."""
@@ -935,3 +989,39 @@ def _read_umask() -> int:
 
 
 __all__ = ["Repo", "Status", "LogEntry", "FsckReport", "GcReport", "plan_checkout"]
+
+
+def _stage_file(tmp: Path, rel: str, entry: Entry, store: ObjectStore, umask: int) -> None:
+    """Write ``entry``'s content (verified chunk by chunk and whole) to ``tmp`` with its final mode."""
+    mode = (0o777 if entry.executable else 0o666) & ~umask
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        with os.fdopen(fd, "wb") as fh:
+            n = store.write_file_to(entry.id, fh)
+        if n != entry.size:
+            raise CorruptObject(f"{rel}: content {entry.id} has {n} bytes, the tree says {entry.size}", entry.id)
+        os.chmod(tmp, mode)
+    except OSError as exc:
+        raise os_error(exc, f"cannot write {rel}") from exc
+
+
+def _place_staged(root: Path, rel: str, entry: Entry, tmp: Path) -> None:
+    """Rename a staged file over ``rel`` (a copy beside it first when .dvx/tmp is on another file system)."""
+    try:
+        parent = worktree.safe_parent(root, rel)
+        final = parent / entry.name
+        try:
+            worktree._replace(tmp, final)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            beside = durable.temp_name(parent, "dvx")
+            try:
+                shutil.copy2(tmp, beside, follow_symlinks=False)
+                worktree._replace(beside, final)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(beside)
+                raise
+    except OSError as exc:
+        raise os_error(exc, f"cannot write {rel}") from exc

@@ -40,6 +40,7 @@ from .errors import (
     UnknownRevision,
     UnsupportedFormat,
     UsageError,
+    os_error,
 )
 from .ids import hash_bytes, is_id
 from .model import DIR, FILE
@@ -56,6 +57,7 @@ MARKER = "dvx-remote.json"
 PUSH_PACK_SIZE = 64 << 20
 # Adjacent wanted objects closer than this are fetched in one range request.
 COALESCE_GAP = 256 << 10
+GCS_TOKEN_MODES = ("anon", "google_default", "cloud", "cache")
 SECRET_WORDS = ("secret", "password", "token", "credential", "key")
 
 Progress = Callable[[int, int], None]
@@ -69,6 +71,7 @@ class TransferStats:
     requests: int = 0
     refs_updated: list[str] = field(default_factory=list)
     up_to_date: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,6 +81,7 @@ class TransferStats:
             "requests": self.requests,
             "refs_updated": self.refs_updated,
             "up_to_date": self.up_to_date,
+            "warnings": self.warnings,
         }
 
 
@@ -96,7 +100,9 @@ def parse_options(items: Iterable[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageError(f"--option expects KEY=VALUE, got {item!r}")
-        if any(w in key.lower() for w in SECRET_WORDS) and key.lower() not in ("key_prefix",):
+        if key.lower() == "token" and (value in GCS_TOKEN_MODES or value.endswith(".json")):
+            pass  # gcsfs's credential *mode* or the path of a key file: neither is itself a secret
+        elif any(w in key.lower() for w in SECRET_WORDS) and key.lower() not in ("key_prefix",):
             raise UsageError(
                 f"refusing to store {key!r} in .dvx/config: credentials come from the environment "
                 "(AWS_* variables, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS), never from the repository"
@@ -160,6 +166,7 @@ class RemoteView:
         self.cache_dir = cache_dir
         self.connections = connections
         self.indexes: dict[str, PackIndex] = {}
+        self.ignored_refs: list[str] = []  # remote ref names no dvx writes (refused, never made local)
         self._where: dict[bytes, tuple[str, IndexEntry]] | None = None
 
     def check_format(self, *, create: bool) -> bool:
@@ -225,7 +232,19 @@ class RemoteView:
     def refs(self) -> dict[str, tuple[str, str]]:
         """Remote refs as full name → (commit id, version token)."""
         out: dict[str, tuple[str, str]] = {}
-        keys = [k for k in self.backend.list("refs/") if not k.endswith(".lock")]
+        keys = []
+        for k in self.backend.list("refs/"):
+            if k.endswith(".lock"):
+                continue
+            kind = HEADS if k.startswith(HEADS) else TAGS if k.startswith(TAGS) else None
+            try:
+                if kind is None:
+                    raise UsageError(k)
+                check_ref_name(k[len(kind) :])
+            except UsageError:
+                self.ignored_refs.append(k)  # a name no dvx writes: never let it become a local ref
+                continue
+            keys.append(k)
 
         def get(key: str) -> tuple[str, tuple[bytes, str] | None]:
             return key, self.backend.read_ref(key)
@@ -346,51 +365,59 @@ def view_for(repo: Repo, name: str) -> RemoteView:
 def objects_to_send(repo: Repo, tips: list[str], remote: RemoteView) -> tuple[list[str], list[str]]:
     """Objects reachable from ``tips`` that the remote lacks: ``(data ids, metadata ids)``.
 
-    Stops descending at commits and trees the remote already has (it has everything below them).
+    Stops descending at commits and trees the remote already has: it has everything below them, because
+    metadata is sent bottom-up. ``meta`` is in post-order (chunk manifests and subtrees before the trees that
+    name them, trees before their commits, parents before children), and push uploads the metadata packs one
+    by one in that order, so an interrupted push never leaves the remote with an object whose descendants
+    are missing.
     """
     data: list[str] = []
     meta: list[str] = []
     seen: set[str] = set()
-    commits = [t for t in tips if not remote.has(t)]
-    trees: list[str] = []
-    while commits:
-        cid = commits.pop()
-        if cid in seen:
+    store = repo.store
+
+    def add_file(name: str, file_id: str) -> None:
+        seen.add(file_id)
+        info = store.info(file_id)
+        if info is None:
+            raise MissingObject(f"cannot push: content of {name} ({file_id[:16]}) is not in the local store", file_id)
+        if info.type != CHUNKED:
+            data.append(file_id)
+            return
+        manifests: list[str] = []
+        for chunk_id, type_ in repo.chunk_objects(file_id):
+            if chunk_id in seen or remote.has(chunk_id):
+                continue
+            seen.add(chunk_id)
+            (manifests if type_ == CHUNKED else data).append(chunk_id)
+        meta.extend(manifests)
+        meta.append(file_id)
+
+    # Iterative post-order DFS: (id, is_commit, expanded).
+    stack: list[tuple[str, bool, bool]] = [(t, True, False) for t in reversed(tips)]
+    while stack:
+        oid, is_commit, expanded = stack.pop()
+        if expanded:
+            meta.append(oid)
             continue
-        seen.add(cid)
-        meta.append(cid)
-        c = repo.read_commit(cid)
-        commits.extend(p for p in c.parents if p not in seen and not remote.has(p))
-        if not remote.has(c.tree):
-            trees.append(c.tree)
-    while trees:
-        tid = trees.pop()
-        if tid in seen:
+        if oid in seen or remote.has(oid):
             continue
-        seen.add(tid)
-        meta.append(tid)
-        node = repo.trees.node(tid)
+        seen.add(oid)
+        stack.append((oid, is_commit, True))
+        if is_commit:
+            c = repo.read_commit(oid)
+            stack.append((c.tree, False, False))
+            stack.extend((p, True, False) for p in reversed(c.parents))
+            continue
+        node = repo.trees.node(oid)
         if node.entries is None:
-            trees.extend(sub for _, sub, _, _ in node.buckets if not remote.has(sub))
+            stack.extend((sub, False, False) for _, sub, _, _ in node.buckets)
             continue
         for e in node.entries:
-            if e.id in seen or remote.has(e.id):
-                continue
             if e.kind == DIR:
-                trees.append(e.id)
-            elif e.kind == FILE:
-                seen.add(e.id)
-                info = repo.store.info(e.id)
-                if info is None:
-                    raise MissingObject(f"cannot push: content of {e.name} ({e.id[:16]}) is not in the local store", e.id)
-                if info.type == CHUNKED:
-                    meta.append(e.id)
-                    for chunk_id, _ in parse_manifest(repo.store.get(e.id, CHUNKED)[1], e.id)[1]:
-                        if chunk_id not in seen and not remote.has(chunk_id):
-                            seen.add(chunk_id)
-                            data.append(chunk_id)
-                else:
-                    data.append(e.id)
+                stack.append((e.id, False, False))
+            elif e.kind == FILE and e.id not in seen and not remote.has(e.id):
+                add_file(e.name, e.id)
     return data, meta
 
 
@@ -472,10 +499,13 @@ def push(
 
         def upload(item: tuple[str, Path, int, int]) -> None:
             name, path, size, _ = item
-            durable.fault("push.before-pack")
-            view.backend.upload_file(f"packs/{name}.pack", str(path))
-            durable.fault("push.before-index")
-            view.backend.write(f"packs/{name}.idx", path.with_suffix(".idx").read_bytes())
+            try:
+                durable.fault("push.before-pack")
+                view.backend.upload_file(f"packs/{name}.pack", str(path))
+                durable.fault("push.before-index")
+                view.backend.write(f"packs/{name}.idx", path.with_suffix(".idx").read_bytes())
+            except OSError as exc:
+                raise os_error(exc, f"cannot upload pack {name[:16]}") from exc
             with lock:
                 done[0] += size
                 if progress is not None:
@@ -511,9 +541,13 @@ def push(
         tracking = f"{REMOTES}{remote_name}/{ref[len(HEADS):]}" if ref.startswith(HEADS) else None
         if tracking:
             repo.refs.update(tracking, new, repo.refs.get(tracking))
-    branch, _ = repo.head()
-    if branch:
-        view.backend.write_if_absent("HEAD", f"ref: {HEADS}{branch}\n".encode())
+    # The remote's default branch (for clone) is set once, by the first push of a branch: the current one if
+    # it was pushed, else the first branch pushed. A push of tags only leaves it alone.
+    pushed = [ref for ref in stats.refs_updated if ref.startswith(HEADS)]
+    if pushed:
+        branch, _ = repo.head()
+        default = HEADS + branch if branch and HEADS + branch in pushed else pushed[0]
+        view.backend.write_if_absent("HEAD", f"ref: {default}\n".encode())
     stats.requests = view.backend.request_count - start_requests
     return stats
 
@@ -566,8 +600,10 @@ def fetch(repo: Repo, remote_name: str = "origin", *, progress: Progress | None 
     start_requests = view.backend.request_count
     if not view.check_format(create=False):
         raise RemoteError(f"{view.backend.url} is not a dvx remote (nothing was pushed there yet)")
-    view.load_indexes()
+    # Refs first: a push publishes packs before refs, so every object the refs read here name is in the packs
+    # listed after.
     remote_refs = view.refs()
+    view.load_indexes()
     wanted = []
     for _, idx in view.indexes.items():
         for e in idx:
@@ -587,6 +623,7 @@ def fetch(repo: Repo, remote_name: str = "origin", *, progress: Progress | None 
             if repo.refs.get(ref) is None:
                 repo.refs.update(ref, value, None)
                 stats.refs_updated.append(ref)
+    stats.warnings.extend(f"ignored remote ref {k!r}: not a valid branch or tag name" for k in view.ignored_refs)
     stats.requests = view.backend.request_count - start_requests
     return stats
 

@@ -83,6 +83,8 @@ def fetch(
     if as_json:
         print_json(stats.to_json())
         return
+    for warning in stats.warnings:
+        err(f"dvx: warning: {warning}")
     updated = ", ".join(stats.refs_updated) or "no ref changed"
     out(f"Fetched {stats.objects} objects ({human(stats.bytes)}); {updated}")
 
@@ -97,6 +99,8 @@ def pull(
     repo = open_repo()
     with progress_bar("pulling") as cb:
         stats, outcome = do_pull(repo, remote, progress=cb)
+    for warning in stats.warnings:
+        err(f"dvx: warning: {warning}")
     if as_json:
         print_json({**stats.to_json(), "outcome": outcome})
         return

@@ -391,6 +391,7 @@ class StoreWriter:
         final = self.store.loose_path(object_id)
         try:
             durable.make_dirs(final.parent)
+            durable.make_dirs(self.store.tmp_dir)
             tmp = durable.write_temp(self.store.tmp_dir, LOOSE_HEADER.pack(LOOSE_MAGIC, type_, codec_, raw_size) + bytes(payload), site="loose")
             # The temp lives in .dvx/tmp (same file system) so a crash leaves nothing half-named in objects/.
             durable.publish_new(tmp, final, site="loose")

@@ -265,9 +265,7 @@ CASES = [
     not_a_repo, repo_exists, init_on_a_file, unknown_revision, unknown_revision_in_diff, dirty_tree_checkout,
     empty_message, commit_nothing, bad_branch_name, delete_current_branch, existing_tag, permission_denied,
     bad_config, bad_config_value, unsupported_format, corrupt_commit, corrupt_ref, corrupt_file_content_on_checkout,
-    pytest.param(corrupt_file_among_several_on_checkout, marks=pytest.mark.xfail(
-        reason="BUG: checkout writes the other files before it meets the corrupt object: the working tree is "
-        "left half at the target while HEAD stays at the old commit", strict=True)),
+    corrupt_file_among_several_on_checkout,
     disk_full, locked, missing_argument, unknown_command, bad_option_value, non_utf8_name,
     non_utf8_symlink_target,
 ]

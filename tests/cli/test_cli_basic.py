@@ -191,7 +191,6 @@ def test_log_limit_and_start_revision(repo: Repo, run_dvx, write_files) -> None:
     assert [line.split()[0] for line in oneline] == [i[:12] for i in ids[::-1]]
 
 
-@pytest.mark.xfail(reason="BUG: `dvx log -n 0` prints one commit (limit checked after appending)", strict=True)
 def test_log_n_zero_shows_nothing(repo: Repo, run_dvx, write_files) -> None:
     write_files(repo.root, {"a": "1"})
     repo.commit("one")

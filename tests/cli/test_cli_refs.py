@@ -47,11 +47,6 @@ def test_branch_list_create_delete(repo: Repo, run_dvx, write_files) -> None:
     assert repo.branches()["main"] == c2
 
 
-@pytest.mark.xfail(
-    reason="BUG: deleting branch/tag 'a/b' leaves the empty folder refs/heads/a behind, so creating branch 'a' "
-    "later fails with 'cannot update refs/heads/a: Is a directory'",
-    strict=True,
-)
 @pytest.mark.parametrize("kind", ["branch", "tag"])
 def test_deleting_a_nested_ref_frees_its_parent_name(repo: Repo, run_dvx, write_files, kind: str) -> None:
     history(repo, write_files)

@@ -167,15 +167,7 @@ FAULTS = [
     ("index.before-dirsync:1:kill", "old"),
     ("commit.before-ref:1:kill", "old"),
     ("ref.before-update:1:kill", "old"),
-    pytest.param(
-        "ref.before-rename:1:kill", "old",
-        marks=pytest.mark.xfail(
-            reason="BUG: the ref lock file left by a kill between writing it and renaming it holds a commit id, "
-            "not 'pid N', so it is not recognised as stale for 60 s and the next commit fails with "
-            "'main.lock is held by another dvx process'",
-            strict=True,
-        ),
-    ),
+    ("ref.before-rename:1:kill", "old"),
     ("ref.before-dirsync:1:kill", "new"),
     ("commit.after-ref:1:kill", "new"),
     ("index.before-rename:1:kill", "new"),  # the stat cache, written after the ref moved

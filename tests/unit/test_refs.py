@@ -78,11 +78,6 @@ def test_lock_file_of_a_live_process_makes_the_update_fail(refs: RefStore) -> No
     assert lock.read_text() == f"pid {os.getpid()}\n"  # somebody else's lock is not removed
 
 
-@pytest.mark.xfail(
-    reason="BUG: refs.update overwrites its lock file with the new commit id before the rename, so a process "
-    "killed between the two leaves a lock without a pid, which is only treated as stale after 60 s",
-    strict=True,
-)
 def test_lock_file_left_between_write_and_rename_is_taken_over(refs: RefStore) -> None:
     """What a SIGKILL at fault site ref.before-rename leaves: the lock holds the new id, not a pid."""
     ref = HEADS + "main"

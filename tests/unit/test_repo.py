@@ -108,11 +108,6 @@ def test_tracked_directory_replaced_by_a_file_is_planned_cleanly() -> None:
 # --- revisions through the API -------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: prefix resolution searches only packs, but a commit object >= 512 KiB (long message or meta) "
-    "is stored loose, so its unique prefix is an 'unknown revision'",
-    strict=True,
-)
 def test_prefix_of_a_large_commit_resolves(repo: Repo) -> None:
     cid = repo.commit("x" * (600 << 10), allow_empty=True)
     assert repo.resolve(cid[:8]) == cid

@@ -303,8 +303,6 @@ def test_cdc_locality_append_and_rewrite_in_the_middle(repo: Repo) -> None:
     assert repo.ls()[0][1].id == blake3.blake3(content).hexdigest()
 
 
-@pytest.mark.xfail(reason="BUG: StoreWriter._write_loose does not create the tmp dir (packs do): a store "
-                   "without .dvx/tmp cannot write objects >= 512 KiB", strict=True)
 def test_store_without_tmp_dir_writes_loose_objects_like_packs(tmp_path: Path) -> None:
     store = ObjectStore(tmp_path / "objects", tmp_path / "tmp")
     small, big = b"small", os.urandom(LOOSE_THRESHOLD)
