@@ -825,6 +825,19 @@ def readonly_cold(b: Bench) -> None:
         b.x("push", cwd=repo)
         b.dvx_local_remote = (url, v1)
     url, v1 = b.dvx_local_remote
+    # The goal's figure: `dvx get` on a node with no repository and an empty cache (metadata, then only the
+    # contents v1 needs, straight from the remote's packs into the cache, then linked into DEST).
+    if b.dvx_help("get") is not None:
+        cache = b.dir("readonly/dvx-get-cache")
+        cache.mkdir()
+        dest = b.dir("readonly/dvx-get-cold")
+        t = b.x("get", url, v1, dest, "--readonly", cwd=b.run_dir, env=b.dvx_env(cache))
+        b.record(S, T, "cold: fetch + checkout v1", t.seconds, note="dvx get --readonly, empty DVX_CACHE_DIR")
+        b.verify(dest / "data", b.v1_digest, "dvx get --readonly")
+        problem = check_readonly(dest / "data")
+        if problem:
+            raise BenchError(f"dvx get --readonly left a writable file: {problem}")
+    # The same through a lazy clone: clone --no-checkout, then a read-only checkout out of it.
     cache = b.dir("readonly/dvx-cold-cache")
     cache.mkdir()
     env = b.dvx_env(cache)
@@ -834,7 +847,8 @@ def readonly_cold(b: Bench) -> None:
     t_co = b.x("checkout", v1, "--readonly", "--to", dest, cwd=clone, env=env).seconds
     b.record(S, T, "cold: clone --no-checkout", t_clone, note="empty DVX_CACHE_DIR")
     b.record(S, T, "cold: checkout v1 --readonly", t_co)
-    b.record(S, T, "cold: fetch + checkout v1", t_clone + t_co)
+    step = "cold: clone + checkout v1" if b.dvx_help("get") is not None else "cold: fetch + checkout v1"
+    b.record(S, T, step, t_clone + t_co)
     b.verify(dest / "data", b.v1_digest, "dvx cold read-only checkout")
 
 

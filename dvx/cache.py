@@ -45,17 +45,19 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import json
 import os
 import secrets
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import durable
 from .errors import BadConfig, CorruptObject, DvxError, StorageError, UsageError, os_error
 from .ids import hash_bytes, is_id
 from .store import ObjectStore
@@ -148,6 +150,28 @@ def resolve_size_limit(config: Mapping[str, Any] | None = None) -> int | None:
     except UsageError as exc:
         source = "DVX_CACHE_SIZE" if env else "cache.size_limit"
         raise BadConfig(f"{source}: {exc}") from None
+
+
+# Temp file names: unique per process (pid and a random token, drawn once) and per call (a counter).
+_TEMP_PREFIX = f"{os.getpid()}.{secrets.token_hex(4)}"
+_temp_counter = itertools.count()
+_umask: int | None = None
+
+
+def _new_temp_prefix() -> None:
+    global _TEMP_PREFIX
+    _TEMP_PREFIX = f"{os.getpid()}.{secrets.token_hex(4)}"
+
+
+os.register_at_fork(after_in_child=_new_temp_prefix)
+
+
+def _process_umask() -> int:
+    global _umask
+    if _umask is None:
+        _umask = os.umask(0o022)
+        os.umask(_umask)
+    return _umask
 
 
 # --- copying ------------------------------------------------------------------------------------------------
@@ -268,6 +292,7 @@ class Cache:
         self.tmp_dir = self.base / "tmp"
         self.size_limit = size_limit
         self._objects = str(self.objects_dir)
+        self._tmp = str(self.tmp_dir)
         self._used = str(self.used_dir)
         self._lock = threading.Lock()
         self._dirs: set[str] = set()
@@ -337,6 +362,40 @@ class Cache:
         with self._lock:
             self.hits += 1
 
+    def lookup_stat(self, object_id: str, size: int, executable: bool = False) -> os.stat_result | None:
+        """The cached file's ``lstat`` if present and trusted (and mark it used), else None."""
+        st = self._stat(self.name(object_id, executable))
+        if st is not None and self._trusted(st, size, executable):
+            self._hit(object_id, st)
+            return st
+        return None
+
+    def lookup_many(self, keys: Sequence[tuple[str, int, bool]]) -> list[os.stat_result | None]:
+        """:meth:`lookup_stat` of many ``(id, size, executable)`` at once (the loop of a warm checkout)."""
+        out: list[os.stat_result | None] = []
+        lstat, isreg, imode, objects = os.lstat, stat.S_ISREG, stat.S_IMODE, self._objects
+        stale = time.time() - FRESH_SECONDS
+        hits = 0
+        for oid, size, exe in keys:
+            try:
+                st: os.stat_result | None = lstat(f"{objects}/{oid[:2]}/{oid[2:]}{EXEC_SUFFIX if exe else ''}")
+            except FileNotFoundError:
+                st = None
+            except OSError as exc:
+                raise os_error(exc, "cannot read the cache") from exc
+            if st is not None and isreg(st.st_mode) and st.st_size == size and imode(st.st_mode) == (
+                EXEC_MODE if exe else FILE_MODE
+            ):
+                hits += 1
+                if st.st_mtime < stale:
+                    self.touch(oid)
+                out.append(st)
+            else:
+                out.append(None)
+        with self._lock:
+            self.hits += hits
+        return out
+
     def lookup(self, object_id: str, size: int, executable: bool = False) -> str | None:
         """The cached file's name if present and trusted (and mark it used), else None."""
         name = self.name(object_id, executable)
@@ -360,9 +419,18 @@ class Cache:
             return path
         self.setup()
         tmp = self._fill_temp(store, object_id, size, executable)
+        self._install(str(tmp), path, size, executable, st is None)
+        return path
+
+    def _install(self, tmp: str, path: str, size: int, executable: bool, absent: bool) -> None:
+        """Publish the durable temp file ``tmp`` as ``path`` (create-only), then drop the temp name.
+
+        ``absent``: no file was at ``path`` when last looked; else an untrusted leftover is replaced atomically.
+        """
         try:
             self._make_dir(os.path.dirname(path))
-            if st is None:
+            durable.fault("cache.before-link")
+            if absent:
                 try:
                     os.link(tmp, path)
                 except FileExistsError:
@@ -378,21 +446,33 @@ class Cache:
         with self._lock:
             self.extracted += 1
             self.extracted_bytes += size
-        return path
 
-    def new_temp(self) -> tuple[Path, int]:
+    def new_temp(self, *, readable: bool = False, mode: int = 0o600) -> tuple[Path, int]:
+        """A new, empty temp file in ``tmp/``, open for writing (and reading if ``readable``), created with
+        ``mode`` minus the umask (a file created read-only is still writable through this descriptor)."""
+        access = os.O_RDWR if readable else os.O_WRONLY
         while True:
-            tmp = self.tmp_dir / f"{os.getpid()}.{secrets.token_hex(8)}.tmp"
+            tmp = f"{self._tmp}/{_TEMP_PREFIX}.{next(_temp_counter)}.tmp"
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                fd = os.open(tmp, access | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
             except FileExistsError:
                 continue
             except OSError as exc:
                 raise os_error(exc, "cannot write to the cache") from exc
-            return tmp, fd
+            return Path(tmp), fd
 
-    def _fill_temp(self, store: ObjectStore, object_id: str, size: int, executable: bool) -> Path:
-        """A complete, fsynced temp file holding the object's bytes with its final mode."""
+    def new_object_temp(self, executable: bool, *, readable: bool = False) -> tuple[str, int, bool]:
+        """:meth:`new_temp` created with the object's final mode where the umask allows it; returns
+        ``(path, fd, needs_chmod)``: ``needs_chmod`` when an ``fchmod`` must still set the mode."""
+        mode = EXEC_MODE if executable else FILE_MODE
+        tmp, fd = self.new_temp(readable=readable, mode=mode)
+        return str(tmp), fd, (mode & ~_process_umask()) != mode
+
+    def _fill_temp(
+        self, store: ObjectStore | None, object_id: str, size: int, executable: bool, *, sync: bool = True
+    ) -> Path:
+        """A complete temp file holding the object's bytes with its final mode; fsynced unless ``sync`` is False
+        (then a :class:`Publisher` makes it durable, together with others, before it is published)."""
         tmp, fd = self.new_temp()
         try:
             other = self.name(object_id, not executable)
@@ -407,6 +487,8 @@ class Cache:
                             raise
                         n = copy_fd(src.fileno(), fd)
             else:
+                if store is None:
+                    raise FileNotFoundError(errno.ENOENT, "evicted meanwhile", other)
                 n = 0
                 for data in store.iter_file(object_id):  # every chunk and the whole verified by the store
                     write_all(fd, data)
@@ -414,7 +496,8 @@ class Cache:
             if n != size:
                 raise CorruptObject(f"content {object_id} has {n} bytes, the tree says {size}", object_id)
             os.fchmod(fd, EXEC_MODE if executable else FILE_MODE)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         except OSError as exc:
             os.close(fd)
             unlink_quiet(tmp)
@@ -425,6 +508,32 @@ class Cache:
             raise
         os.close(fd)
         return tmp
+
+    def extract_temp(self, store: ObjectStore, object_id: str, size: int, executable: bool) -> str | None:
+        """For :class:`Publisher`: a not yet durable temp file of the object (verified), or None if the cache
+        already holds a trusted copy."""
+        if not is_id(object_id):
+            raise CorruptObject(f"not a content id: {object_id!r}", object_id)
+        if self._trusted(self._stat(self.name(object_id, executable)), size, executable):
+            return None
+        self.setup()
+        return str(self._fill_temp(store, object_id, size, executable, sync=False))
+
+    def variant_temp(self, object_id: str, size: int, executable: bool) -> str | None:
+        """For :class:`Publisher`: a not yet durable temp copy of the other (trusted) variant of the object, or
+        None when that variant is not cached either."""
+        if not self._trusted(self._stat(self.name(object_id, not executable)), size, not executable):
+            return None
+        self.setup()
+        return str(self._fill_temp(None, object_id, size, executable, sync=False))
+
+    @staticmethod
+    def mode(executable: bool) -> int:
+        """The mode of a cache file (0444, or 0555 for the executable variant)."""
+        return EXEC_MODE if executable else FILE_MODE
+
+    def publisher(self) -> Publisher:
+        return Publisher(self)
 
     def touch(self, object_id: str) -> None:
         """Record a use of ``object_id`` for LRU eviction.
@@ -691,8 +800,165 @@ class Cache:
         return report
 
 
+class Publisher:
+    """Adds many objects to the cache with one durability barrier per group instead of one fsync per file.
+
+    Producers (any thread) write complete temp files in the cache's ``tmp/`` without fsyncing them and
+    :meth:`add` them. A background thread takes
+    them in groups of about :data:`GROUP_BYTES`, makes each group durable at once (``syncfs`` of the cache's file
+    system, or an fsync of each temp file where that is unavailable) and only then links the temp files to
+    their names. So the invariant "a name is published only for complete, durable bytes" holds as with
+    :meth:`Cache.ensure`, at the cost of one flush per group, and producers never wait for the disk.
+    :meth:`finish` waits for everything to be published and raises the first error; :meth:`abort` drops what
+    is not published yet. A crash leaves only temp files, which prune removes.
+
+    Example::
+
+        pub = cache.publisher()
+        try:
+            for oid, size, exe in wanted:
+                tmp = cache.extract_temp(store, oid, size, exe)
+                if tmp is not None:
+                    pub.add(tmp, oid, size, exe)
+            pub.finish()
+        except BaseException:
+            pub.abort()
+            raise
+    """
+
+    GROUP_BYTES = 128 << 20
+    GROUP_FILES = 4096
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self._cond = threading.Condition()
+        self._queue: list[tuple[str, str, int, bool]] = []
+        self._bytes = 0
+        self._closing = False
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def add(self, tmp: str, object_id: str, size: int, executable: bool) -> None:
+        """Queue a complete temp file (final mode set, size checked) for publication as ``object_id``."""
+        with self._cond:
+            if self._error is not None:
+                unlink_quiet(tmp)
+                raise self._error
+            self._queue.append((tmp, object_id, size, executable))
+            self._bytes += size
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="dvx-cache-publish", daemon=True)
+                self._thread.start()
+            if self._bytes >= self.GROUP_BYTES or len(self._queue) >= self.GROUP_FILES:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closing and self._bytes < self.GROUP_BYTES and len(self._queue) < self.GROUP_FILES:
+                    self._cond.wait()
+                group, self._queue, self._bytes = self._queue, [], 0
+                last = self._closing
+            if group:
+                try:
+                    self._publish(group)
+                except BaseException as exc:  # handed to the producers and to finish()
+                    with self._cond:
+                        self._error = exc
+                        group, self._queue = self._queue, []
+                    for tmp, *_ in group:
+                        unlink_quiet(tmp)
+                    return
+            if last:
+                return
+
+    def _publish(self, group: list[tuple[str, str, int, bool]]) -> None:
+        done = 0
+        try:
+            durable.fault("cache.before-barrier")
+            _make_durable(self.cache.tmp_dir, [g[0] for g in group])
+            for tmp, oid, size, exe in group:
+                # Create-only, as ensure(): a copy another process published first is kept, so a checkout that
+                # hard-linked it keeps sharing the cache's inode.
+                self.cache._install(tmp, self.cache.name(oid, exe), size, exe, absent=True)
+                done += 1
+        finally:
+            for tmp, *_ in group[done:]:
+                unlink_quiet(tmp)
+
+    def finish(self) -> None:
+        """Publish everything queued; raise the first error the publishing met."""
+        self._stop()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """Drop every temp file not published yet."""
+        with self._cond:
+            group, self._queue = self._queue, []
+        for tmp, *_ in group:
+            unlink_quiet(tmp)
+        self._stop()
+
+    def _stop(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+
+_libc: Any = None
+
+
+def _c_library() -> Any:
+    """libc through ctypes (Linux), or False; loaded on first use (ctypes costs a few ms to import)."""
+    global _libc
+    if _libc is None:
+        _libc = False
+        if hasattr(os, "sched_getaffinity"):  # Linux
+            try:
+                import ctypes
+
+                _libc = ctypes.CDLL(None, use_errno=True)
+                _libc.syncfs.argtypes = [ctypes.c_int]
+            except (OSError, AttributeError):
+                _libc = False
+    return _libc
+
+
+def _make_durable(directory: Path, temps: list[str]) -> None:
+    """Flush the temp files' bytes to stable storage: one ``syncfs`` (Linux) of the file system holding
+    ``directory``, else an fsync of each file. An error is fatal (see docs: a retried fsync can lie)."""
+    libc = _c_library()
+    if libc:
+        import ctypes
+
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            ok = libc.syncfs(fd) == 0
+            code = 0 if ok else ctypes.get_errno()
+        finally:
+            os.close(fd)
+        if ok:
+            return
+        if code != errno.ENOSYS:
+            raise os_error(OSError(code, os.strerror(code)), "cannot flush the cache to disk")
+    try:
+        for tmp in temps:
+            fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except OSError as exc:
+        raise os_error(exc, "cannot flush the cache to disk") from exc
+
+
 __all__ = [
     "Cache",
+    "Publisher",
     "CacheInfo",
     "PruneReport",
     "VerifyReport",

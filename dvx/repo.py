@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,9 +49,9 @@ from .errors import (
 )
 from .ids import is_id, is_id_prefix
 from .lock import RepoLock
-from .model import DIR, FILE, LINK, Commit, Entry, decode_commit
+from .model import DIR, FILE, LINK, Commit, Entry, decode_commit, link_entry
 from .refs import HEADS, REMOTES, TAGS, RefStore, check_ref_name
-from .store import BLOB, CHUNKED, COMMIT, TREE, ObjectStore, parse_manifest
+from .store import BLOB, CHUNKED, COMMIT, TREE, ObjectStore, StoreWriter, parse_manifest
 from .store.pack import scan_pack
 from .trees import TreeReader, build
 from .worktree import Chunking, Found, StatCache
@@ -356,70 +357,99 @@ class Repo:
     # -- working tree state --------------------------------------------------------------------------
 
     def _work_entries(
-        self, *, ingest_into: Any = None, progress: Progress | None = None
+        self,
+        *,
+        ingest_into: StoreWriter | None = None,
+        progress: Progress | None = None,
+        scanned: worktree.ScanResult | None = None,
+        cache: StatCache | None = None,
+        head_id: str | None = None,
     ) -> tuple[dict[str, Entry], StatCache, list[str]]:
         """The working tree as ``{path: Entry}``, re-reading only files the stat cache cannot vouch for.
 
-        With ``ingest_into`` (a store writer) the files read are also chunked, compressed and stored.
+        With ``ingest_into`` (a store writer) the files read are also chunked, compressed and stored, and a
+        cached id is only used for content the store holds: a path the cache knows to equal its HEAD listing
+        needs no look-up when that listing is of ``head_id`` (the caller's HEAD, whose closure is in the store),
+        any other cached id is looked up.
         """
-        result = worktree.scan(self.root)
-        cache = StatCache(self.dvx / "index").load()
+        result = scanned if scanned is not None else worktree.scan(self.root)
+        if cache is None:
+            cache = StatCache(self.dvx / "index").load()
         started = worktree.now_ns()
+        keys = result.keys
+        known: dict[str, worktree.ScanKey] = {}
+        listed: dict[str, Entry] = {}
+        trusted = ingest_into is None or (head_id == cache.head_commit and self.store.fetcher is None)
+        clean = cache.clean_keys(cache.head_commit) if trusted else None
+        if clean is not None:
+            known = clean[0]
+            listed = cache.head_entries(cache.head_commit) or {}
         entries: dict[str, Entry] = {}
-        todo: list[tuple[str, Found]] = []
-        for path, found in result.files.items():
-            name = path.rpartition("/")[2]
-            if found.kind == LINK:
-                entries[path] = worktree.entry_for(name, found, "")
+        todo: list[tuple[str, worktree.FileKey]] = []
+        rows: dict[str, worktree.Cached] | None = None
+        for path, key in keys.items():
+            if known.get(path) == key:
+                entries[path] = listed[path]  # equal to the cached HEAD listing: its entry as it is
                 continue
-            cached = cache.lookup(path, found)
-            if cached is not None and (ingest_into is None or ingest_into.has(cached)):
-                entries[path] = Entry(name, FILE, cached, found.size, found.executable)
+            if isinstance(key, str):
+                entries[path] = link_entry(path.rpartition("/")[2], key)
+                continue
+            if rows is None:
+                rows = cache.entries
+            row = rows.get(path)
+            if (row is not None and row.settled and row.key == key[:4]
+                    and (ingest_into is None or ingest_into.has(row.id, key[0]))):
+                entries[path] = Entry(path.rpartition("/")[2], FILE, row.id, key[0], key[4])
             else:
-                todo.append((path, found))
-        total = sum(f.size for _, f in todo)
-        done = [0]
-
-        def on_bytes(n: int) -> None:
-            done[0] += n
-            if progress is not None:
-                progress(done[0], total)
-
-        def work(item: tuple[str, Found]) -> tuple[str, Found, str]:
-            path, found = item
-            full = self.root / path
-            if ingest_into is not None:
-                oid, _ = worktree.ingest_file(full, ingest_into, self.chunking, self.level, on_bytes)
-            else:
-                oid = worktree.hash_file(full)
-                on_bytes(found.size)
-            return path, found, oid
-
-        # Big files first so that both cores stay busy to the end.
-        todo.sort(key=lambda t: -t[1].size)
+                todo.append((path, key))
         if todo:
-            workers = min(len(todo), os.cpu_count() or 2)
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for path, found, oid in pool.map(work, todo):
-                    try:
-                        current = os.lstat(self.root / path)
-                    except FileNotFoundError:
-                        continue
-                    if (current.st_size, current.st_mtime_ns) != (found.size, found.mtime_ns):
-                        # Changed while read: trust the bytes we hashed for the entry, not the cache.
-                        entries[path] = Entry(path.rpartition("/")[2], FILE, oid, found.size, found.executable)
-                        continue
-                    cache.record(path, found, oid, started)
-                    entries[path] = Entry(path.rpartition("/")[2], FILE, oid, found.size, found.executable)
-        cache.retain(result.files)
+            on_bytes: Callable[[int], None] | None = None
+            if progress is not None:
+                total = sum(k[0] for _, k in todo)
+                done = [0]
+                lock = threading.Lock()
+
+                def on_bytes(n: int) -> None:
+                    with lock:
+                        done[0] += n
+                        progress(done[0], total)
+
+            reader = worktree.Ingest(self.root, ingest_into, self.chunking, self.level, on_bytes)
+            scanned_keys = dict(todo)
+            for path, oid, size, executable, stable in reader.run(todo):
+                if oid is None:
+                    continue  # vanished since the scan: as if the scan had not seen it
+                entries[path] = Entry(path.rpartition("/")[2], FILE, oid, size, executable)
+                if stable:  # else it changed after the scan: the next scan's key will not match anyway
+                    size0, mtime, ctime, ino, _ = scanned_keys[path]
+                    cache.record_key(path, (size0, mtime, ctime, ino), oid, started)
+        cache.retain(keys)
         return entries, cache, result.warnings
 
     def status(self) -> Status:
         """Added, modified and deleted paths of the working tree against HEAD (everything is added before
-        the first commit)."""
-        entries, cache, warnings = self._work_entries()
-        head_tree = self._tree_of(None)
-        head_flat = self.trees.flatten(head_tree)
+        the first commit).
+
+        The common case costs one scan and one read of the stat cache: when every scanned path has the stat
+        key the cache recorded for HEAD's content, and there are as many as HEAD has, nothing changed.
+        """
+        result = worktree.scan(self.root)
+        cache = StatCache(self.dvx / "index").load()
+        _, head_id = self.refs.head()
+        clean = cache.clean_keys(head_id)
+        if clean is not None:
+            known, n_head = clean
+            if len(known) == n_head and known == result.keys:
+                return Status(warnings=result.warnings)
+        head_flat: dict[str, Entry] = {}
+        if head_id is not None:
+            listed = cache.head_entries(head_id)
+            if listed is None:
+                head_tree = self.read_commit(head_id).tree
+                listed = self.trees.flatten(head_tree)
+                cache.set_head(head_id, head_tree, listed)
+            head_flat = listed
+        entries, cache, warnings = self._work_entries(scanned=result, cache=cache)
         d = diff_flat(head_flat, entries, renames=False)
         if cache.dirty and self.lock.try_acquire():
             # Refresh the cache opportunistically, as git does; never wait for a lock to report status.
@@ -445,15 +475,23 @@ class Repo:
         allow_empty: bool = False,
         meta: dict[str, str] | None = None,
         progress: Progress | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> str:
-        """Snapshot the whole working tree (minus ``.dvxignore``) as a new commit on the current branch."""
+        """Snapshot the whole working tree (minus ``.dvxignore``) as a new commit on the current branch.
+
+        ``warn`` is called with each warning of the scan (special files skipped), as ``status`` reports them.
+        If the commit fails, the objects it stored are removed again.
+        """
         if not message or not message.strip():
             raise EmptyMessage("empty commit message (give one with -m)")
         with self.lock:
             branch_ref, head_id = self.refs.head()
             head_tree = self.read_commit(head_id).tree if head_id else None
-            with self.store.writer() as writer:
-                entries, cache, _ = self._work_entries(ingest_into=writer, progress=progress)
+            with self.store.writer(discard_on_abort=True) as writer:
+                entries, cache, warnings = self._work_entries(ingest_into=writer, progress=progress, head_id=head_id)
+                if warn is not None:
+                    for w in warnings:
+                        warn(w)
                 tree_id = build(writer, entries)
                 if not allow_empty:
                     if head_tree is not None and tree_id == head_tree:
@@ -473,6 +511,7 @@ class Repo:
             durable.fault("commit.before-ref")
             self._advance_head(branch_ref, head_id, commit_id)
             durable.fault("commit.after-ref")
+            cache.set_head(commit_id, tree_id, entries)  # the next status compares against this listing
             try:
                 cache.save()
             except DvxError:

@@ -4,32 +4,37 @@ Scanning never follows symlinks and never leaves the tree. The stat cache (``.dv
 content id of each file with the stat fields that identify a version of it (size, mtime, ctime, inode); a file
 whose fields all match is not re-read. A file modified within :data:`RACY_NS` of when it was hashed is not
 trusted from the cache (a second write in the same timestamp tick would be invisible), as in git's index.
+The cache also keeps HEAD's flat listing, so a status that finds every file as the cache left it reads no
+tree and no file.
 """
 
 from __future__ import annotations
 
+import errno
+import io
+import itertools
 import json
 import mmap
 import os
 import stat
+import struct
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import pathspec
 import zstandard
 
-from . import durable
-from .errors import BadPath, CorruptObject, StorageError, os_error
+from . import codec, durable
+from .errors import BadPath, CorruptObject, DvxError, StorageError, os_error
 from .ids import hash_bytes, hasher
-from .model import FILE, LINK, Entry, check_name, link_entry
+from .model import FILE, LINK, MAX_NAME_BYTES, Entry, check_name, link_entry
 from .store import BLOB, CHUNKED, ObjectStore, StoreWriter, encode_manifest
 
 ALWAYS_IGNORED = {".dvx", ".git"}
 IGNORE_FILE = ".dvxignore"
 RACY_NS = 1_000_000_000
-INDEX_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,12 @@ class Chunking:
     min: int = 256 << 10
     max: int = 4 << 20
     threshold: int = 2 << 20  # files at least this large are chunked
+
+
+FileKey = tuple[int, int, int, int, bool]
+"""What a scan records of a regular file: ``(size, mtime_ns, ctime_ns, inode, executable)``."""
+ScanKey = FileKey | str
+"""A scanned path's key: a :data:`FileKey` for a regular file, the target text for a symlink."""
 
 
 @dataclass(slots=True)
@@ -58,13 +69,35 @@ class Found:
         return (self.size, self.mtime_ns, self.ctime_ns, self.ino)
 
 
+def found_of(key: ScanKey) -> Found:
+    """The :class:`Found` of a scan key."""
+    if isinstance(key, str):
+        return Found(LINK, False, len(key.encode("utf-8")), 0, 0, 0, key)
+    size, mtime_ns, ctime_ns, ino, executable = key
+    return Found(FILE, executable, size, mtime_ns, ctime_ns, ino)
+
+
 @dataclass
 class ScanResult:
-    files: dict[str, Found]
+    """What :func:`scan` saw: ``keys`` maps each ``/``-separated relative path to its :data:`ScanKey`.
+
+    Keys are plain tuples and strings so that a scan of many files creates few objects and compares fast with
+    the stat cache; :attr:`files` gives the same as :class:`Found` objects.
+    """
+
+    keys: dict[str, ScanKey]
     warnings: list[str]
+    _files: dict[str, Found] | None = field(default=None, repr=False)
+
+    @property
+    def files(self) -> dict[str, Found]:
+        if self._files is None:
+            self._files = {path: found_of(key) for path, key in self.keys.items()}
+        return self._files
 
 
-def load_ignore(root: Path) -> pathspec.GitIgnoreSpec | None:
+def load_ignore(root: Path) -> Any:
+    """The ``.dvxignore`` of ``root`` as a ``pathspec.GitIgnoreSpec``, or None when there is none."""
     path = root / IGNORE_FILE
     try:
         lines = path.read_text("utf-8").splitlines()
@@ -72,6 +105,8 @@ def load_ignore(root: Path) -> pathspec.GitIgnoreSpec | None:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise BadPath(f"cannot read {IGNORE_FILE}: {exc}") from exc
+    import pathspec  # only repositories with a .dvxignore pay for importing it
+
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
@@ -84,56 +119,85 @@ def _utf8_path(rel: str) -> str:
     return rel
 
 
+def _plain(name: str) -> bool:
+    """True for the common name that needs no further checks: printable ASCII, no leading dot, not too long."""
+    return name.isascii() and name.isprintable() and name[0] != "." and len(name) <= MAX_NAME_BYTES
+
+
 def scan(root: Path, *, on_dir: Callable[[str], None] | None = None) -> ScanResult:
-    """Every file and symlink under ``root`` that is not ignored, keyed by ``/``-separated relative path."""
+    """Every file and symlink under ``root`` that is not ignored, keyed by ``/``-separated relative path.
+
+    Skipped silently, at any depth: ``.dvx`` and ``.git`` (a repository or a git clone inside the dataset, as
+    git skips nested ``.git``), ``.dvxignore`` matches, and a checkout's leftover temp files. Skipped with a
+    warning: anything that is not a regular file, directory or symlink (fifo, socket, device). Names that
+    cannot be stored (not UTF-8, hostile) raise :class:`BadPath`, unless ignored.
+    """
     spec = load_ignore(root)
-    files: dict[str, Found] = {}
+    keys: dict[str, ScanKey] = {}
     warnings: list[str] = []
-    stack = [("", str(root))]
+    # (relative dir with trailing "/", absolute dir, names on the way down still to be checked): a directory
+    # name is only checked once something inside it is kept, so an ignored or empty folder never fails a scan.
+    stack: list[tuple[str, str, tuple[str, ...]]] = [("", os.fspath(root), ())]
+    s_isreg, s_isdir, s_islnk = stat.S_ISREG, stat.S_ISDIR, stat.S_ISLNK
     while stack:
-        rel_dir, abs_dir = stack.pop()
+        rel_dir, abs_dir, unchecked = stack.pop()
         try:
             it = os.scandir(abs_dir)
+        except FileNotFoundError:
+            if not rel_dir:
+                raise
+            continue  # removed while we scanned
         except PermissionError as exc:
             raise os_error(exc, f"cannot read directory {rel_dir or '.'}") from exc
         with it:
             for de in it:
                 name = de.name
-                if not rel_dir and (name in ALWAYS_IGNORED or name.startswith(".dvx-init-")):
-                    continue
-                if name.startswith(".dvx.") and name.endswith(".tmp"):
-                    continue  # a checkout's temp file (left only by a crash)
-                rel = _utf8_path(rel_dir + name)
+                plain = _plain(name)
+                if not plain:
+                    if name in ALWAYS_IGNORED or (not rel_dir and name.startswith(".dvx-init-")):
+                        continue
+                    if name.startswith(".dvx.") and name.endswith(".tmp"):
+                        continue  # a checkout's temp file (left only by a crash)
+                    _utf8_path(rel_dir + name)
+                rel = rel_dir + name
                 try:
                     st = de.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue  # removed while we scanned
                 mode = st.st_mode
-                if stat.S_ISDIR(mode):
+                if s_isdir(mode):
                     if spec is not None and spec.match_file(rel + "/"):
                         continue
-                    stack.append((rel + "/", de.path))
+                    stack.append((rel + "/", de.path, unchecked if plain else (*unchecked, name)))
                     continue
                 if spec is not None and spec.match_file(rel):
                     continue
-                if stat.S_ISREG(mode):
-                    files[rel] = Found(FILE, bool(mode & 0o100), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-                elif stat.S_ISLNK(mode):
-                    target = os.readlink(de.path)
-                    try:
-                        target.encode("utf-8")
-                    except UnicodeEncodeError:
-                        raise BadPath(f"symlink target of {rel} is not valid UTF-8") from None
-                    raw_len = len(target.encode("utf-8"))
-                    files[rel] = Found(LINK, False, raw_len, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, target)
+                if s_isreg(mode):
+                    key: ScanKey = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, mode & 0o100 != 0)
+                elif s_islnk(mode):
+                    key = _link_target(de.path, rel)
                 else:
                     warnings.append(f"skipping special file {rel} (not a regular file, directory or symlink)")
+                    continue
+                if unchecked:
+                    for part in unchecked:
+                        check_name(part)
+                    unchecked = ()
+                if not plain:
+                    check_name(name)
+                keys[rel] = key
         if on_dir is not None:
             on_dir(rel_dir)
-    for rel in files:
-        for part in rel.split("/"):
-            check_name(part)
-    return ScanResult(files, warnings)
+    return ScanResult(keys, warnings)
+
+
+def _link_target(path: str, rel: str) -> str:
+    target = os.readlink(path)
+    try:
+        target.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadPath(f"symlink target of {rel} is not valid UTF-8") from None
+    return target
 
 
 # --- stat cache ------------------------------------------------------------------------------------------
@@ -146,13 +210,41 @@ class Cached:
     settled: bool
 
 
+# .dvx/index, format 2 (docs/format.md §13): one zstd frame holding a header, the paths, one fixed-size record
+# per path, and the symlink targets of HEAD's links.
+INDEX_MAGIC = b"DVXSTC02"
+_INDEX_HEADER = struct.Struct("<8s32s32sIIII")  # magic, HEAD commit, its tree, paths, HEAD paths, byte lengths
+_INDEX_RECORD = struct.Struct("<B7xQqqQ32s32sQ")  # flags, size, mtime, ctime, inode, id, HEAD id, HEAD size
+_ROW, _SETTLED, _HEAD, _HEAD_EXEC, _HEAD_LINK, _HEAD_SAME, _CLEAN = 1, 2, 4, 8, 16, 32, 64
+_NO_ID = bytes(32)
+_MAX_INDEX_BYTES = 1 << 30
+
+
 class StatCache:
-    """``.dvx/index``: path → (stat key, content id). A hint only: a wrong entry costs a re-hash, never data."""
+    """``.dvx/index``: what is known about the working tree without reading it. A hint only: a wrong row costs a
+    re-hash, never data.
+
+    Two parts. The stat rows: path → (stat key, content id, settled), filled in whenever a file is hashed. The
+    HEAD listing: the flat tree of one commit (``head_commit``), so that a status needs neither to read nor to
+    decode trees while HEAD has not moved. A path whose settled row has the same content id as its HEAD entry is
+    *clean* while its stat key (and exec bit) stays the same: :meth:`clean_keys` gives those keys, straight from
+    the file, so that a no-op status compares tuples and creates no other object per file.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.entries: dict[str, Cached] = {}
+        self._reset()
+
+    def _reset(self) -> None:
         self.dirty = False
+        self.head_commit: str | None = None
+        self.head_tree: str | None = None
+        self._rows: dict[str, Cached] | None = None
+        self._head: dict[str, Entry] | None = None
+        # The loaded file, parsed lazily: (paths, records, targets, HEAD path count).
+        self._loaded: tuple[list[str], bytes, list[str], int] | None = None
+
+    # -- reading ---------------------------------------------------------------------------------------
 
     def load(self) -> StatCache:
         try:
@@ -162,13 +254,99 @@ class StatCache:
         except OSError as exc:
             raise os_error(exc, "cannot read .dvx/index") from exc
         try:
-            doc = json.loads(zstandard.ZstdDecompressor().decompress(raw))
-            if doc.get("v") != INDEX_VERSION:
-                return self  # an index of another version is only a cache: rebuild it
-            self.entries = {p: Cached((s, m, c, i), oid, bool(ok)) for p, s, m, c, i, oid, ok in doc["entries"]}
-        except (ValueError, KeyError, TypeError, zstandard.ZstdError):
-            self.entries = {}  # a damaged cache is rebuilt, not trusted
+            size = zstandard.frame_content_size(raw)
+            if not 0 <= size <= _MAX_INDEX_BYTES:
+                return self
+            data = zstandard.ZstdDecompressor().decompress(raw, max_output_size=size)
+            if data[:1] == b"{":
+                self._load_v1(data)
+            elif data[: len(INDEX_MAGIC)] == INDEX_MAGIC:
+                self._load_v2(data)
+            # else: an index of another version is only a cache: rebuild it
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, struct.error, zstandard.ZstdError):
+            self._reset()  # a damaged cache is rebuilt, not trusted
         return self
+
+    def _load_v1(self, data: bytes) -> None:
+        doc = json.loads(data)
+        if doc.get("v") == 1:
+            self._rows = {p: Cached((s, m, c, i), oid, bool(ok)) for p, s, m, c, i, oid, ok in doc["entries"]}
+
+    def _load_v2(self, data: bytes) -> None:
+        _, commit, tree, count, n_head, paths_len, targets_len = _INDEX_HEADER.unpack_from(data, 0)
+        pos = _INDEX_HEADER.size
+        paths = data[pos : pos + paths_len].decode("utf-8").split("\0") if count else []
+        pos += paths_len
+        records = data[pos : pos + count * _INDEX_RECORD.size]
+        pos += len(records)
+        targets = data[pos : pos + targets_len].decode("utf-8").split("\0") if targets_len else []
+        if len(paths) != count or len(records) != count * _INDEX_RECORD.size or pos + targets_len != len(data):
+            raise ValueError("index sections do not add up")
+        flags = records[0 :: _INDEX_RECORD.size]  # the first byte of every record
+        if sum(1 for f in flags if f & _HEAD) != n_head or sum(1 for f in flags if f & _HEAD_LINK) != len(targets):
+            raise ValueError("index HEAD listing does not add up")
+        if commit != _NO_ID:
+            self.head_commit, self.head_tree = commit.hex(), tree.hex()
+        self._loaded = (paths, records, targets, n_head)
+
+    def _records(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        assert self._loaded is not None
+        paths, records, _, _ = self._loaded
+        return zip(paths, _INDEX_RECORD.iter_unpack(records))
+
+    @property
+    def entries(self) -> dict[str, Cached]:
+        """The stat rows, path → :class:`Cached` (built on first use)."""
+        if self._rows is None:
+            rows: dict[str, Cached] = {}
+            if self._loaded is not None:
+                for path, (flags, size, mtime, ctime, ino, oid, _, _) in self._records():
+                    if flags & _ROW:
+                        rows[path] = Cached((size, mtime, ctime, ino), oid.hex(), bool(flags & _SETTLED))
+            self._rows = rows
+        return self._rows
+
+    def head_entries(self, commit_id: str | None) -> dict[str, Entry] | None:
+        """HEAD's flat tree if this cache holds the listing of ``commit_id``, else None."""
+        if commit_id is None or commit_id != self.head_commit:
+            return None
+        if self._head is None:
+            head: dict[str, Entry] = {}
+            if self._loaded is not None:
+                targets = iter(self._loaded[2])
+                for path, (flags, size, _, _, _, oid, hid, hsize) in self._records():
+                    if not flags & _HEAD:
+                        continue
+                    name = path.rpartition("/")[2]
+                    if flags & _HEAD_LINK:
+                        head[path] = link_entry(name, next(targets))
+                    elif flags & _HEAD_SAME:
+                        head[path] = Entry(name, FILE, oid.hex(), size, bool(flags & _HEAD_EXEC))
+                    else:
+                        head[path] = Entry(name, FILE, hid.hex(), hsize, bool(flags & _HEAD_EXEC))
+            self._head = head
+        return self._head
+
+    def clean_keys(self, commit_id: str | None) -> tuple[dict[str, ScanKey], int] | None:
+        """``({path: scan key}, number of HEAD paths)`` for the paths known to equal ``commit_id``'s tree, or
+        None if this cache has no listing of that commit.
+
+        A scanned path whose :data:`ScanKey` equals its clean key has HEAD's content; when every scanned path
+        does and there are as many of them as HEAD paths, the working tree is exactly HEAD. Read from the file
+        as loaded (call it before changing the cache).
+        """
+        if commit_id is None or commit_id != self.head_commit or self._loaded is None:
+            return None
+        clean: dict[str, ScanKey] = {}
+        targets = iter(self._loaded[2])
+        for path, (flags, size, mtime, ctime, ino, _, _, _) in self._records():
+            if flags & _CLEAN:
+                clean[path] = (size, mtime, ctime, ino, flags & _HEAD_EXEC != 0)
+            elif flags & _HEAD_LINK:
+                clean[path] = next(targets)
+        return clean, self._loaded[3]
+
+    # -- changing --------------------------------------------------------------------------------------
 
     def lookup(self, path: str, found: Found) -> str | None:
         c = self.entries.get(path)
@@ -177,25 +355,75 @@ class StatCache:
         return c.id
 
     def record(self, path: str, found: Found, content_id: str, hashed_at_ns: int) -> None:
-        settled = max(found.mtime_ns, found.ctime_ns) < hashed_at_ns - RACY_NS
-        old = self.entries.get(path)
-        new = Cached(found.stat_key(), content_id, settled)
-        if old != new:
-            self.entries[path] = new
+        self.record_key(path, found.stat_key(), content_id, hashed_at_ns)
+
+    def record_key(self, path: str, key: tuple[int, int, int, int], content_id: str, hashed_at_ns: int) -> None:
+        """Remember that the file at ``path`` with stat ``key`` (size, mtime, ctime, inode) has ``content_id``.
+
+        The row is settled only if the file was last changed more than :data:`RACY_NS` before ``hashed_at_ns``
+        (when the scan that hashed it started): a later write in the same timestamp tick could go unseen.
+        """
+        settled = max(key[1], key[2]) < hashed_at_ns - RACY_NS
+        rows = self.entries
+        old = rows.get(path)
+        if old is None or old.key != key or old.id != content_id or old.settled != settled:
+            rows[path] = Cached(key, content_id, settled)
             self.dirty = True
 
-    def retain(self, paths: set[str] | dict[str, Found]) -> None:
-        for p in [p for p in self.entries if p not in paths]:
-            del self.entries[p]
+    def retain(self, paths: Iterable[str] | Mapping[str, object]) -> None:
+        rows = self.entries
+        keep = paths if isinstance(paths, (set, frozenset, dict)) else set(paths)
+        gone = [p for p in rows if p not in keep]
+        for p in gone:
+            del rows[p]
+        if gone:
             self.dirty = True
+
+    def set_head(self, commit_id: str, tree_id: str, flat: Mapping[str, Entry]) -> None:
+        """Record ``flat`` as the listing of ``commit_id`` (whose root tree is ``tree_id``)."""
+        if commit_id == self.head_commit and self._head is not None:
+            return
+        self.head_commit, self.head_tree = commit_id, tree_id
+        self._head = dict(flat)
+        self.dirty = True
 
     def save(self) -> None:
-        rows = [[p, *c.key, c.id, 1 if c.settled else 0] for p, c in sorted(self.entries.items())]
-        data = zstandard.ZstdCompressor(level=1).compress(
-            json.dumps({"v": INDEX_VERSION, "entries": rows}, separators=(",", ":")).encode()
-        )
-        durable.write_replace_file(self.path, data, site="index")
+        durable.write_replace_file(self.path, self.encode(), site="index")
         self.dirty = False
+
+    def encode(self) -> bytes:
+        """The index file's bytes (format 2): a zstd frame of header, paths, records and link targets."""
+        rows = self.entries
+        head = self.head_entries(self.head_commit) or {}
+        paths = sorted(rows.keys() | head.keys())
+        records = bytearray()
+        targets: list[str] = []
+        pack = _INDEX_RECORD.pack
+        for path in paths:
+            flags, size, mtime, ctime, ino, oid = 0, 0, 0, 0, 0, _NO_ID
+            row = rows.get(path)
+            if row is not None:
+                flags = _ROW | (_SETTLED if row.settled else 0)
+                (size, mtime, ctime, ino), oid = row.key, bytes.fromhex(row.id)
+            hid, hsize = _NO_ID, 0
+            entry = head.get(path)
+            if entry is not None:
+                flags |= _HEAD | (_HEAD_EXEC if entry.executable else 0)
+                if entry.kind == LINK:
+                    flags |= _HEAD_LINK
+                    targets.append(entry.target or "")
+                elif row is not None and row.id == entry.id and row.key[0] == entry.size:
+                    flags |= _HEAD_SAME | (_CLEAN if row.settled else 0)
+                else:
+                    hid, hsize = bytes.fromhex(entry.id), entry.size
+            records += pack(flags, size, mtime, ctime, ino, oid, hid, hsize)
+        path_bytes = "\0".join(paths).encode("utf-8")
+        target_bytes = "\0".join(targets).encode("utf-8") if targets else b""
+        commit = bytes.fromhex(self.head_commit) if self.head_commit and head else _NO_ID
+        tree = bytes.fromhex(self.head_tree) if self.head_tree and head else _NO_ID
+        header = _INDEX_HEADER.pack(INDEX_MAGIC, commit, tree, len(paths), len(head), len(path_bytes), len(target_bytes))
+        body = b"".join((header, path_bytes, records, target_bytes))
+        return zstandard.ZstdCompressor(level=1, write_content_size=True, write_checksum=True).compress(body)
 
 
 # --- reading files in ------------------------------------------------------------------------------------
@@ -230,47 +458,204 @@ def ingest_file(path: Path, writer: StoreWriter, chunking: Chunking, level: int,
 
     Returns ``(content id, size)``. The content id is the BLAKE3 of the whole file, also for chunked files.
     """
-    from . import codec
+    st = _lstat(str(path))
+    if st is None:
+        raise StorageError(f"cannot read {path}: no such file")
+    key: FileKey = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode & 0o100 != 0)
+    reader = Ingest(Path(path.parent), writer, chunking, level, on_bytes)
+    _, oid, size, _, _ = reader.one(path.name, key)
+    if oid is None:
+        raise StorageError(f"cannot read {path}: no such file")
+    return oid, size
 
-    try:
-        with open(path, "rb", buffering=0) as fh:
-            before = os.fstat(fh.fileno())
-            size = before.st_size
-            if size < chunking.threshold:
-                data = fh.read()
-                if len(data) != size:
-                    raise StorageError(f"{path} changed while being read; commit again")
-                oid = hash_bytes(data)
-                if not writer.has(oid, size):
-                    writer.add(oid, BLOB, data, encoded=codec.encode(data, level))
-                if on_bytes:
-                    on_bytes(size)
-                return oid, size
-            from pyfastcdc import FastCDC
 
-            cdc = FastCDC(chunking.avg, min_size=chunking.min, max_size=chunking.max)
-            whole = hasher()
-            chunks: list[tuple[str, int]] = []
-            # cut_stream reads the file once; each chunk's view is valid until the next one is produced,
-            # so hashing, compression and storing all happen on it before moving on.
+Ingested = tuple[str, str | None, int, bool, bool]
+"""What :class:`Ingest` reports per file: ``(path, content id, size, executable, stable)``. The id is None for
+a file that vanished since the scan. ``stable`` means the file's stat still equals the scan's, so the id may be
+remembered in the stat cache under the scan's key."""
+
+# O_NOFOLLOW: a file replaced by a symlink since the scan is never followed out of the tree; O_NONBLOCK: one
+# replaced by a fifo does not hang the open.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+# Files are handed to worker threads in batches of about this many bytes (or files), big ones alone.
+_BATCH_BYTES = 4 << 20
+_BATCH_FILES = 256
+
+
+class Ingest:
+    """Reads working-tree files, each exactly once, on several threads: hashes them and, given a store writer,
+    chunks, compresses and stores whatever the store lacks in the same pass.
+
+    Threads pay off because the heavy work (reading, BLAKE3, zstd, CDC, writing) runs without the GIL; files are
+    batched so that per-file Python work stays small, and the biggest files start first so that both cores stay
+    busy to the end. A file whose stat changes while it is read raises :class:`StorageError` (its bytes may mix
+    two versions); one that vanished since the scan is reported with id None.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        writer: StoreWriter | None,
+        chunking: Chunking,
+        level: int,
+        on_bytes: Callable[[int], None] | None = None,
+        *,
+        workers: int | None = None,
+    ) -> None:
+        self.root = os.fspath(root) + os.sep
+        self.writer = writer
+        self.chunking = chunking
+        self.level = level
+        self.on_bytes = on_bytes
+        self.workers = workers if workers is not None else (os.cpu_count() or 2)
+
+    def run(self, todo: list[tuple[str, FileKey]]) -> list[Ingested]:
+        """Read every ``(path, scan key)`` of ``todo``; results in no particular order."""
+        big = sorted((t for t in todo if t[1][0] >= _BATCH_BYTES), key=lambda t: -t[1][0])
+        tasks: list[list[tuple[str, FileKey]]] = [[t] for t in big]
+        batch: list[tuple[str, FileKey]] = []
+        nbytes = 0
+        for t in todo:
+            if t[1][0] >= _BATCH_BYTES:
+                continue
+            batch.append(t)
+            nbytes += t[1][0]
+            if nbytes >= _BATCH_BYTES or len(batch) >= _BATCH_FILES:
+                tasks.append(batch)
+                batch, nbytes = [], 0
+        if batch:
+            tasks.append(batch)
+        workers = min(len(tasks), self.workers)
+        if workers <= 1:
+            return [r for task in tasks for r in self._task(task)]
+        return self._parallel(tasks, workers)
+
+    def _parallel(self, tasks: list[list[tuple[str, FileKey]]], workers: int) -> list[Ingested]:
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+        results: list[Ingested] = []
+        queue = iter(tasks)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dvx-ingest")
+        try:
+            # A bounded number of tasks in flight: enough to keep every thread busy, few enough that results
+            # and read buffers never pile up.
+            running: set[Future[list[Ingested]]] = {pool.submit(self._task, t) for t in itertools.islice(queue, 2 * workers)}
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for f in done:
+                    results.extend(f.result())  # the first failure propagates; the rest are cancelled below
+                running |= {pool.submit(self._task, t) for t in itertools.islice(queue, len(done))}
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return results
+
+    def _task(self, batch: list[tuple[str, FileKey]]) -> list[Ingested]:
+        return [self.one(path, key) for path, key in batch]
+
+    def one(self, path: str, key: FileKey) -> Ingested:
+        """Read one file (``path`` relative to the root, ``key`` what the scan saw)."""
+        if self.writer is None:
+            return self._hash_only(path, key)
+        full = self.root + path
+        try:
+            fd = os.open(full, _OPEN_FLAGS)
+        except FileNotFoundError:
+            return (path, None, 0, False, False)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # replaced by a symlink since the scan
+                raise StorageError(f"{path} changed while being read; commit again") from None
+            raise os_error(exc, f"cannot read {path}") from exc
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise StorageError(f"{path} changed while being read; commit again")
+            if before.st_size >= self.chunking.threshold:
+                oid = self._store_chunked(fd, path)
+            else:
+                oid = self._store_whole(fd, path, before.st_size)
+            after = os.fstat(fd)
+        except OSError as exc:
+            raise os_error(exc, f"cannot read {path}") from exc
+        finally:
+            os.close(fd)
+        size = before.st_size
+        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (size, before.st_mtime_ns, before.st_ctime_ns):
+            raise StorageError(f"{path} changed while being read; commit again")
+        stable = (size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino) == key[:4]
+        return (path, oid, size, before.st_mode & 0o100 != 0, stable)
+
+    def _store_whole(self, fd: int, path: str, size: int) -> str:
+        data = os.read(fd, size + 1)  # one read, normally: size + 1 so that a file that grew is noticed
+        while 0 < len(data) < size:  # a short read (some network file systems): read on to the end
+            more = os.read(fd, size + 1 - len(data))
+            if not more:
+                break
+            data += more
+        if len(data) != size:
+            raise StorageError(f"{path} changed while being read; commit again")
+        oid = hash_bytes(data)
+        writer = self.writer
+        assert writer is not None
+        if writer.claim(oid, size):
+            codec_, payload = codec.encode(data, self.level)
+            writer.put(oid, BLOB, size, codec_, payload)
+        if self.on_bytes is not None:
+            self.on_bytes(size)
+        return oid
+
+    def _store_chunked(self, fd: int, path: str) -> str:
+        from pyfastcdc import FastCDC
+
+        writer = self.writer
+        assert writer is not None
+        c = self.chunking
+        cdc = FastCDC(c.avg, min_size=c.min, max_size=c.max)
+        whole = hasher()
+        chunks: list[tuple[str, int]] = []
+        size = 0
+        with io.FileIO(fd, "rb", closefd=False) as fh:
+            # cut_stream reads the file once; each chunk's view is valid until the next one is produced, so
+            # hashing, compression and writing all happen on it before moving on.
             for ch in cdc.cut_stream(fh):
                 piece = ch.data
                 whole.update(piece)
                 cid = hash_bytes(piece)
                 chunks.append((cid, ch.length))
-                if not writer.has(cid, ch.length):
-                    writer.add(cid, BLOB, piece)
-                if on_bytes:
-                    on_bytes(ch.length)
-            after = os.fstat(fh.fileno())
-            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-                raise StorageError(f"{path} changed while being read; commit again")
-            oid = whole.hexdigest()
-            if not writer.has(oid):
-                writer.add(oid, CHUNKED, encode_manifest(size, chunks))
-            return oid, size
-    except OSError as exc:
-        raise os_error(exc, f"cannot read {path}") from exc
+                size += ch.length
+                if writer.claim(cid, ch.length):
+                    codec_, payload = codec.encode(piece, self.level)
+                    writer.put(cid, BLOB, ch.length, codec_, payload)
+                if self.on_bytes is not None:
+                    self.on_bytes(ch.length)
+        if size != os.fstat(fd).st_size:
+            raise StorageError(f"{path} changed while being read; commit again")
+        oid = whole.hexdigest()
+        if not writer.has(oid):
+            writer.add(oid, CHUNKED, encode_manifest(size, chunks))
+        return oid
+
+    def _hash_only(self, path: str, key: FileKey) -> Ingested:
+        full = self.root + path
+        try:
+            oid = hash_file(Path(full))
+        except DvxError:
+            if _lstat(full) is None:
+                return (path, None, 0, False, False)
+            raise
+        st = _lstat(full)
+        if st is None:
+            return (path, None, 0, False, False)
+        if self.on_bytes is not None:
+            self.on_bytes(st.st_size)
+        stable = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) == key[:4]
+        return (path, oid, key[0] if stable else st.st_size, st.st_mode & 0o100 != 0, stable)
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
 
 
 # --- writing files out -----------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ import pytest
 
 from dvx.repo import Repo
 
+# Real S3 and GCS servers and remote URL fixtures, for every test folder (see remote_servers.py).
+pytest_plugins = ["remote_servers"]
+
 CLI = [sys.executable, "-m", "dvx.cli.main"]
 
 # Deterministic author, no colours, and a short repository-lock wait so that a lock that wrongly stays

@@ -85,7 +85,8 @@ def commit(
         raise UsageError("a commit message is required (-m MESSAGE)")
     meta_map = _parse_kv(meta, "--meta")
     with progress_bar("committing") as cb:
-        cid = repo.commit(message, allow_empty=allow_empty, meta=meta_map, progress=cb)
+        cid = repo.commit(message, allow_empty=allow_empty, meta=meta_map, progress=cb,
+                          warn=lambda w: err(f"dvx: warning: {w}"))
     branch, _ = repo.head()
     if as_json:
         print_json({"id": cid, "branch": branch})
@@ -397,7 +398,7 @@ def _register_extensions() -> None:
     """Command groups that live in their own modules (remotes, read-only checkout, merge)."""
     import importlib
 
-    for mod in ("remote_cmds", "merge_cmds", "cache_cmds"):
+    for mod in ("remote_cmds", "merge_cmds", "cache_cmds", "get_cmds"):
         try:
             module = importlib.import_module(f"dvx.cli.{mod}")
         except ModuleNotFoundError as exc:

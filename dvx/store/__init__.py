@@ -14,10 +14,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .. import codec, durable
-from ..errors import CorruptObject, MissingObject, UnsupportedFormat, os_error
+from ..errors import CorruptObject, MissingObject, StorageError, UnsupportedFormat, os_error
 from ..ids import hash_bytes, hasher, is_id
 from .pack import (
     IndexEntry,
@@ -40,6 +40,9 @@ LOOSE_HEADER = struct.Struct("<8sBBQ")  # magic, type, codec, raw size
 # Objects at least this large (uncompressed) are stored loose; smaller ones go into packs.
 LOOSE_THRESHOLD = 512 << 10
 PACK_TARGET_SIZE = 64 << 20
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,15 @@ class ObjectStore:
     def refresh(self) -> None:
         """Pick up packs written by other processes since this store was opened."""
         self._load_packs()
+
+    def forget_packs(self, names: Iterable[str]) -> None:
+        """Drop packs from this store's view (a writer deleting the packs of an aborted operation)."""
+        with self._lock:
+            for name in names:
+                self._packs.pop(name, None)
+                fd = self._fds.pop(name, None)
+                if fd is not None:
+                    os.close(fd)
 
     def packs(self) -> dict[str, PackIndex]:
         if not self._loaded:
@@ -295,8 +307,8 @@ class ObjectStore:
                 if is_id(oid):
                     yield oid, f
 
-    def writer(self) -> StoreWriter:
-        return StoreWriter(self)
+    def writer(self, *, discard_on_abort: bool = False) -> StoreWriter:
+        return StoreWriter(self, discard_on_abort=discard_on_abort)
 
 
 def encode_manifest(size: int, chunks: list[tuple[str, int]]) -> bytes:
@@ -319,20 +331,87 @@ def parse_manifest(data: bytes, file_id: str) -> tuple[int, list[tuple[str, int]
     return size, chunks
 
 
+# Writeback of what a writer has written is started every this many bytes (see start_writeback).
+_WRITEBACK_EVERY = 8 << 20
+# Threads that fsync and publish loose objects in the background (fsync waits on the disk, not the CPU).
+_SYNC_THREADS = 4
+
+
+def start_writeback(fd: int, offset: int = 0, length: int = 0) -> None:
+    """Ask the kernel to start writing a file's dirty pages to disk now, without waiting for it.
+
+    Linux starts writeback for ``POSIX_FADV_DONTNEED`` (pages still dirty stay cached), as PostgreSQL's
+    ``pg_flush_data`` relies on. The disk then works while the CPU hashes and compresses, and the fsync that
+    makes the data durable finds little left to write. Only a hint: where unsupported, the fsync does it all.
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        try:
+            advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+
+
+class _OpenPack:
+    """A pack being streamed into ``.dvx/tmp``; one thread at a time appends to it."""
+
+    __slots__ = ("tmp", "fh", "stream", "flushed", "broken")
+
+    def __init__(self, tmp_dir: Path) -> None:
+        self.tmp = durable.temp_name(tmp_dir, "pack")
+        self.fh: BinaryIO = open(self.tmp, "xb", buffering=1 << 20)  # noqa: SIM115 - closed when sealed
+        self.stream = PackStreamWriter(self.fh)
+        self.flushed = 0  # bytes already handed to writeback
+        self.broken = False  # a write failed part way: never seal this pack
+
+    def add(self, object_id: bytes, type_: int, codec_: int, raw_size: int, payload: bytes | memoryview) -> None:
+        try:
+            self.stream.add(object_id, type_, codec_, raw_size, payload)
+        except BaseException:
+            self.broken = True
+            raise
+        if self.stream.size - self.flushed >= _WRITEBACK_EVERY:
+            self.fh.flush()
+            start_writeback(self.fh.fileno(), self.flushed, self.stream.size - self.flushed)
+            self.flushed = self.stream.size
+
+    def discard(self) -> None:
+        try:
+            self.fh.close()
+        except OSError:
+            pass
+        durable._unlink_quiet(self.tmp)  # noqa: SLF001 - same package
+
+
 class StoreWriter:
-    """Adds objects to the store: small ones into a new pack, large ones as loose files.
+    """Adds objects to the store: small ones into packs, large ones as loose files.
 
     Nothing is visible to readers (or safe to reference from a ref) until :meth:`finish` returns: it fsyncs the
-    pack, then publishes pack and index. Thread-safe: several hashing threads share one writer.
+    packs, then publishes each pack and, after it, its index; and it waits until every loose object is fsynced,
+    linked into ``objects/loose`` and its directory fsynced. Thread-safe: several ingesting threads share one
+    writer. Each appends to a pack no other thread is using at that moment (a new one if all are busy), so
+    threads never wait for each other's writes and a single-threaded writer makes one pack (up to
+    :data:`PACK_TARGET_SIZE`). Loose objects are written by the calling thread and made durable by a few
+    background threads, so that their fsyncs overlap with the work of the callers.
+
+    :meth:`claim` then :meth:`put` is the fast path for callers that hash first and compress only what the
+    store lacks; :meth:`add` does both. With ``discard_on_abort``, :meth:`abort` also deletes the objects this
+    writer published (safe only under the repository lock: nothing else can have started to use them).
     """
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, *, discard_on_abort: bool = False) -> None:
         self.store = store
+        self.discard_on_abort = discard_on_abort
         self._lock = threading.Lock()
         self._pending: set[str] = set()
-        self._fh: BinaryIO | None = None
-        self._tmp: Path | None = None
-        self._pack: PackStreamWriter | None = None
+        self._idle: list[_OpenPack] = []  # packs no thread is appending to
+        self._open: list[_OpenPack] = []  # every pack not sealed yet
+        self._published: list[str] = []  # packs this writer linked into objects/pack
+        self._syncs: list[Future[Path | None]] = []
+        self._sync_pool: ThreadPoolExecutor | None = None
+        self._created: list[Path] = []  # loose objects this writer linked into objects/loose
+        self._new_dirs: list[Path] = []  # fan-out directories this writer made for them
+        self._tmp_ready = False
         self.finished_packs: list[str] = []
         self.objects_written = 0
         self.bytes_written = 0
@@ -354,109 +433,249 @@ class StoreWriter:
             return self.store.has_for_write(object_id, size)
         return self.store.has(object_id)
 
+    def claim(self, object_id: str, raw_size: int) -> bool:
+        """True if the caller must store ``object_id`` (with :meth:`put`): neither in the store nor claimed.
+
+        A claimed object counts as present for every later :meth:`has` and :meth:`claim`, so each object is
+        compressed and written once even when several threads meet the same content.
+        """
+        with self._lock:
+            if object_id in self._pending:
+                return False
+            self._pending.add(object_id)
+        return not self.store.has_for_write(object_id, raw_size)
+
+    def put(self, object_id: str, type_: int, raw_size: int, codec_: int, payload: bytes | memoryview) -> None:
+        """Write a claimed object: loose from :data:`LOOSE_THRESHOLD` raw bytes, else into a pack."""
+        if raw_size >= LOOSE_THRESHOLD:
+            self._write_loose(object_id, type_, codec_, raw_size, payload)
+        else:
+            self._append(object_id, type_, codec_, raw_size, payload)
+
     def add(self, object_id: str, type_: int, data: bytes | memoryview, *, encoded: tuple[int, bytes | memoryview] | None = None) -> bool:
         """Store ``data`` under ``object_id`` unless present; True if this call added it.
 
         Callers computed ``object_id`` from ``data`` (or, for manifests, from the file); ``encoded`` may carry
         a payload already compressed by the caller's thread.
         """
-        with self._lock:
-            if object_id in self._pending:
-                return False
-            self._pending.add(object_id)
-        if self.store.has_for_write(object_id, len(data)):
+        if not self.claim(object_id, len(data)):
             return False
         codec_, payload = encoded if encoded is not None else codec.encode(data, self.store.level)
-        if len(data) >= LOOSE_THRESHOLD:
-            self._write_loose(object_id, type_, codec_, len(data), payload)
-        else:
-            self._append(object_id, type_, codec_, len(data), payload)
+        self.put(object_id, type_, len(data), codec_, payload)
         return True
 
     def add_encoded(self, object_id: str, type_: int, codec_: int, raw_size: int, payload: bytes | memoryview) -> bool:
         """Store an object received already encoded (from a remote pack); the caller verified it."""
-        with self._lock:
-            if object_id in self._pending:
-                return False
-            self._pending.add(object_id)
-        if self.store.has_for_write(object_id, raw_size):
+        if not self.claim(object_id, raw_size):
             return False
-        if raw_size >= LOOSE_THRESHOLD:
-            self._write_loose(object_id, type_, codec_, raw_size, payload)
-        else:
-            self._append(object_id, type_, codec_, raw_size, payload)
+        self.put(object_id, type_, raw_size, codec_, payload)
         return True
+
+    # -- loose objects: written by the caller, made durable in the background -------------------------
 
     def _write_loose(self, object_id: str, type_: int, codec_: int, raw_size: int, payload: bytes | memoryview) -> None:
         final = self.store.loose_path(object_id)
         try:
-            durable.make_dirs(final.parent)
-            durable.make_dirs(self.store.tmp_dir)
-            tmp = durable.write_temp(self.store.tmp_dir, LOOSE_HEADER.pack(LOOSE_MAGIC, type_, codec_, raw_size) + bytes(payload), site="loose")
+            if not self._tmp_ready:
+                durable.make_dirs(self.store.tmp_dir)
+                self._tmp_ready = True
             # The temp lives in .dvx/tmp (same file system) so a crash leaves nothing half-named in objects/.
-            durable.publish_new(tmp, final, site="loose")
+            tmp = durable.temp_name(self.store.tmp_dir, "tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise os_error(exc, "cannot write object") from exc
+        try:
+            durable.fault("loose.before-write")
+            _write_all(fd, LOOSE_HEADER.pack(LOOSE_MAGIC, type_, codec_, raw_size))
+            _write_all(fd, payload)
+            start_writeback(fd)
+        except BaseException as exc:
+            os.close(fd)
+            durable._unlink_quiet(tmp)  # noqa: SLF001 - same package
+            if isinstance(exc, OSError):
+                raise os_error(exc, "cannot write object") from exc
+            raise
         with self._lock:
             self.objects_written += 1
             self.bytes_written += len(payload) + LOOSE_HEADER.size
+            if self._sync_pool is None:
+                from concurrent.futures import ThreadPoolExecutor  # noqa: F811 - imported when first needed
+
+                self._sync_pool = ThreadPoolExecutor(max_workers=_SYNC_THREADS, thread_name_prefix="dvx-fsync")
+            self._syncs.append(self._sync_pool.submit(self._publish_loose, fd, tmp, final))
+
+    def _publish_loose(self, fd: int, tmp: Path, final: Path) -> Path | None:
+        """fsync the temp, link it to its final name (create-only); the directory is fsynced by :meth:`flush`.
+
+        Returns the directory that gained a name, or None when the object was already there.
+        """
+        try:
+            try:
+                durable.fault("loose.before-fsync")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if not final.parent.is_dir():
+                durable.make_dirs(final.parent)
+                with self._lock:
+                    self._new_dirs.append(final.parent)
+            durable.fault("loose.before-link")
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                return None  # same name, same content
+        finally:
+            durable._unlink_quiet(tmp)  # noqa: SLF001 - same package
+        with self._lock:
+            self._created.append(final)
+        return final.parent
+
+    def _wait_loose(self) -> set[Path]:
+        """Wait for every background publication; raise the first failure. Returns the directories to fsync."""
+        with self._lock:
+            syncs, self._syncs = self._syncs, []
+        dirs: set[Path] = set()
+        failure: BaseException | None = None
+        for f in syncs:
+            try:
+                d = f.result()
+            except BaseException as exc:  # noqa: BLE001 - collected, the first one is raised below
+                failure = failure or exc
+                continue
+            if d is not None:
+                dirs.add(d)
+        if failure is not None:
+            if isinstance(failure, OSError):
+                raise os_error(failure, "cannot write object") from failure
+            raise failure
+        return dirs
+
+    # -- packs ------------------------------------------------------------------------------------------
 
     def _append(self, object_id: str, type_: int, codec_: int, raw_size: int, payload: bytes | memoryview) -> None:
-        with self._lock:
-            try:
-                if self._pack is None:
+        try:
+            with self._lock:
+                pack = self._idle.pop() if self._idle else None
+            if pack is None:
+                if not self._tmp_ready:
                     durable.make_dirs(self.store.tmp_dir)
-                    self._tmp = durable.temp_name(self.store.tmp_dir, "pack")
-                    self._fh = open(self._tmp, "xb")  # noqa: SIM115 - closed in _seal
-                    self._pack = PackStreamWriter(self._fh)
-                self._pack.add(bytes.fromhex(object_id), type_, codec_, raw_size, payload)
+                    self._tmp_ready = True
+                pack = _OpenPack(self.store.tmp_dir)
+                with self._lock:
+                    self._open.append(pack)
+            pack.add(bytes.fromhex(object_id), type_, codec_, raw_size, payload)
+            with self._lock:
                 self.objects_written += 1
                 self.bytes_written += len(payload)
-                if self._pack.size >= PACK_TARGET_SIZE:
-                    self._seal()
-            except OSError as exc:
-                raise os_error(exc, "cannot write pack") from exc
+            if pack.stream.size >= PACK_TARGET_SIZE:
+                self._seal([pack])
+            else:
+                with self._lock:
+                    self._idle.append(pack)
+        except OSError as exc:
+            raise os_error(exc, "cannot write pack") from exc
 
-    def _seal(self) -> None:
-        """Finish the current pack: trailer, fsync, then publish the pack and, last, its index."""
-        assert self._pack is not None and self._fh is not None and self._tmp is not None
-        pack_hash = self._pack.finish()
-        durable.fault("pack.before-fsync")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        name = pack_hash.hex()
-        durable.make_dirs(self.store.pack_dir)
-        pack_final = self.store.pack_dir / f"{name}.pack"
-        durable.publish_new(self._tmp, pack_final, site="pack")
-        index = encode_index(pack_hash, self._pack.entries)
-        durable.write_new_file(self.store.pack_dir / f"{name}.idx", index, site="index")
-        self.finished_packs.append(name)
-        self._pack = self._fh = self._tmp = None
+    def _seal(self, packs: list[_OpenPack]) -> None:
+        """Finish packs: trailers, fsync each, publish them all, fsync the directory once; then the same for
+        their indexes (an index is what makes a pack visible, so it is published only after its pack)."""
+        named: list[tuple[_OpenPack, bytes]] = []
+        for pack in packs:
+            digest = pack.stream.finish()
+            durable.fault("pack.before-fsync")
+            pack.fh.flush()
+            os.fsync(pack.fh.fileno())
+            pack.fh.close()
+            named.append((pack, digest))
+        pack_dir = self.store.pack_dir
+        durable.make_dirs(pack_dir)
+        for pack, digest in named:
+            durable.fault("pack.before-link")
+            try:
+                os.link(pack.tmp, pack_dir / f"{digest.hex()}.pack")
+                with self._lock:
+                    self._published.append(digest.hex())
+            except FileExistsError:
+                pass  # the same objects in the same order: that pack is already here
+            durable._unlink_quiet(pack.tmp)  # noqa: SLF001 - same package
+            with self._lock:
+                self._open.remove(pack)
+        durable.fault("pack.before-dirsync")
+        durable.fsync_dir(pack_dir)
+        temps = [(durable.write_temp(pack_dir, encode_index(digest, pack.stream.entries), site="index"), digest)
+                 for pack, digest in named]
+        for tmp, digest in temps:
+            durable.fault("index.before-link")
+            try:
+                os.link(tmp, pack_dir / f"{digest.hex()}.idx")
+            except FileExistsError:
+                pass
+            finally:
+                durable._unlink_quiet(tmp)  # noqa: SLF001 - same package
+        durable.fault("index.before-dirsync")
+        durable.fsync_dir(pack_dir)
+        with self._lock:
+            self.finished_packs.extend(digest.hex() for _, digest in named)
+
+    # -- publishing -------------------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Publish what was added so far (objects become readable), keeping the writer open."""
+        """Publish what was added so far (objects become readable and durable), keeping the writer open."""
         with self._lock:
-            if self._pack is not None:
-                try:
-                    self._seal()
-                except OSError as exc:
-                    raise os_error(exc, "cannot write pack") from exc
+            if any(p.broken for p in self._open):
+                raise StorageError("a pack write failed earlier; nothing more can be published by this writer")
+            idle, self._idle = self._idle, []
+        try:
+            if idle:
+                self._seal(idle)
+            for d in sorted(self._wait_loose()):
+                durable.fault("loose.before-dirsync")
+                durable.fsync_dir(d)
+        except OSError as exc:
+            raise os_error(exc, "cannot write pack") from exc
         self.store.refresh()
 
     def finish(self) -> None:
         self.flush()
+        self._stop_sync_pool()
+
+    def _stop_sync_pool(self) -> None:
+        with self._lock:
+            pool, self._sync_pool = self._sync_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def abort(self) -> None:
+        """Drop everything not yet published; with ``discard_on_abort``, also what this writer published."""
+        try:
+            self._wait_loose()
+        except BaseException:  # noqa: BLE001 - aborting already: the temps are removed either way
+            pass
+        self._stop_sync_pool()
         with self._lock:
-            if self._fh is not None:
-                self._fh.close()
-            if self._tmp is not None:
-                try:
-                    os.unlink(self._tmp)
-                except FileNotFoundError:
-                    pass
-            self._pack = self._fh = self._tmp = None
+            packs, self._open, self._idle = self._open, [], []
+            created, published, new_dirs = list(self._created), list(self._published), list(self._new_dirs)
+        for pack in packs:
+            pack.discard()
+        if not self.discard_on_abort:
+            return
+        for path in created:
+            durable._unlink_quiet(path)  # noqa: SLF001 - same package
+        for d in new_dirs:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass  # another object of the store lives there too
+        self.store.forget_packs(published)
+        for name in published:
+            durable._unlink_quiet(self.store.pack_dir / f"{name}.idx")  # noqa: SLF001 - same package
+            durable._unlink_quiet(self.store.pack_dir / f"{name}.pack")  # noqa: SLF001 - same package
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
 
 
 def add_pack_bytes(store: ObjectStore, data: bytes, name: str, entries: list[IndexEntry]) -> None:

@@ -250,8 +250,6 @@ def test_fifo_is_skipped_with_a_warning_by_status(repo: Repo, run_dvx, write_fil
     assert [p for p, _ in repo.ls()] == ["a.txt"]
 
 
-@pytest.mark.xfail(reason="BUG: `dvx commit` skips special files silently (only `status` prints the warning)",
-                   strict=True)
 def test_fifo_is_skipped_with_a_warning_by_commit(repo: Repo, run_dvx, write_files) -> None:
     write_files(repo.root, {"a.txt": "a"})
     os.mkfifo(repo.root / "pipe")
@@ -289,11 +287,6 @@ def test_checkout_from_a_subfolder_updates_the_whole_tree(repo: Repo, run_dvx, w
     assert (repo.root / "a.txt").read_text() == "a1" and not (repo.root / "c.txt").exists()
 
 
-@pytest.mark.xfail(
-    reason="BUG: scan applies check_name to working-tree paths, so a nested '.git' or '.dvx' folder (a git clone "
-    "or another dvx repository inside the dataset) makes status and commit fail instead of being skipped",
-    strict=True,
-)
 @pytest.mark.parametrize("meta", [".git", ".dvx"])
 def test_nested_repository_does_not_break_status_or_commit(repo: Repo, run_dvx, write_files, meta: str) -> None:
     """A dataset folder holding a git clone (vendored code, a submodule) must still be versionable."""

@@ -71,8 +71,8 @@ def test_errors_name_the_problem(dataset: Repo) -> None:
         open_file(dataset, "v1", "data")
     with pytest.raises(UsageError, match="symbolic link"):
         open_file(dataset, "v1", "links/rel")
-    with pytest.raises(DvxError, match="transfer layer"):
-        open_file("s3://bucket/repo", "v1", "x")
+    with pytest.raises(DvxError, match="neither a dvx repository"):
+        open_file(str(dataset.root / "data"), "v1", "x")  # neither a repository nor a remote
 
 
 def test_a_corrupted_chunk_is_detected_on_read(h, fresh_dataset: Repo) -> None:

@@ -93,3 +93,24 @@ def test_damaged_stat_cache_is_rebuilt_not_trusted(repo: Repo) -> None:
     (repo.dvx / "index").write_bytes(b"garbage that is not a zstd frame")
     (repo.root / "a").write_text("changed")
     assert repo.status().modified == ["a"]
+
+
+def test_a_bit_flip_inside_the_stat_cache_is_caught_by_its_checksum(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index holds HEAD's listing, which commit trusts: a damaged one must be discarded, not believed."""
+    monkeypatch.setattr(worktree, "RACY_NS", 0)
+    write(repo.root, {"a": "1", "b": "2", "d/c": "3"})
+    repo.commit("c1")
+    raw = bytearray((repo.dvx / "index").read_bytes())
+    cache = worktree.StatCache(repo.dvx / "index").load()
+    assert cache.head_entries(repo.refs.head()[1]) is not None  # the listing was saved
+    for pos in range(len(raw) - 4, 12, -7):  # every 7th byte of the frame body and its checksum
+        damaged = bytearray(raw)
+        damaged[pos] ^= 0x10
+        (repo.dvx / "index").write_bytes(bytes(damaged))
+        loaded = worktree.StatCache(repo.dvx / "index").load()
+        listing = loaded.head_entries(loaded.head_commit)
+        if listing is not None:  # only an undamaged copy may be believed
+            assert listing == cache.head_entries(cache.head_commit), pos
+    (repo.dvx / "index").write_bytes(bytes(raw[:-3] + bytes([raw[-3] ^ 1]) + raw[-2:]))
+    (repo.root / "a").write_text("x")
+    assert repo.status().modified == ["a"]
