@@ -630,7 +630,8 @@ class Repo:
         """
         with self.lock:
             target_id = self.resolve(rev)
-            target_flat = self.trees.flatten(self.read_commit(target_id).tree)
+            target_tree = self.read_commit(target_id).tree
+            target_flat = self.trees.flatten(target_tree)
             _, head_id = self.refs.head()
             head_flat = self.trees.flatten(self.read_commit(head_id).tree) if head_id else {}
             work, cache, _ = self._work_entries()
@@ -646,6 +647,7 @@ class Repo:
                 self.refs.set_head_symbolic(branch_ref)
             elif rev != "HEAD":
                 self.refs.set_head_detached(target_id)
+            cache.set_head(target_id, target_tree, target_flat)  # the next status compares against this listing
             try:
                 cache.save()
             except DvxError:
