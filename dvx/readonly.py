@@ -40,7 +40,6 @@ import bisect
 import contextlib
 import errno
 import fcntl
-import fnmatch
 import gc
 import io
 import itertools
@@ -54,8 +53,6 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
-
-import pathspec
 
 from . import durable, worktree
 from .cache import UNSUPPORTED_ERRNOS, Cache, copy_fd, reflink_fd, unlink_quiet, write_all
@@ -73,6 +70,7 @@ from .ids import hasher
 from .model import DIR, FILE, LINK, Commit, Entry
 from .store import BLOB, ObjectStore
 from .trees import TreeReader
+from .worktree import select_paths
 
 LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
 MANIFEST_NAME = ".dvx-checkout.json"
@@ -224,17 +222,6 @@ def read_manifest(dest: Path) -> Manifest | None:
 
 
 # --- selection ------------------------------------------------------------------------------------------------
-
-
-def select_paths(items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | None) -> dict[str, Entry]:
-    """``(path, entry)`` pairs matching gitignore-style ``patterns`` (all of them when there are none).
-
-    The same rule as ``dvx ls``: a path matches the GitIgnoreSpec, or one pattern as a plain glob.
-    """
-    if not patterns:
-        return dict(items)
-    spec = pathspec.GitIgnoreSpec.from_lines(patterns)
-    return {p: e for p, e in items if spec.match_file(p) or any(fnmatch.fnmatchcase(p, pat) for pat in patterns)}
 
 
 # --- report -----------------------------------------------------------------------------------------------------
@@ -827,7 +814,10 @@ class _Checkout:
         # Contiguous batches: one thread works through one folder at a time (a folder's entries are added under
         # its lock, so threads in different folders do not wait for each other).
         batches = [files[i : i + 256] for i in range(0, len(files), 256)]
-        placed = {p: r for part in parallel(place, batches, self.jobs, batch=1) for p, r in part}
+        # Hard links are pure metadata syscalls: one thread per core (measured on 2 cores, 20,000 links: 0.21 s
+        # with 1 thread, 0.12 s with 2, 0.20 s with 4, as more threads only contend in the kernel).
+        jobs = min(self.jobs, os.cpu_count() or 2) if self.method == "hardlink" else self.jobs
+        placed = {p: r for part in parallel(place, batches, jobs, batch=1) for p, r in part}
         placed.update(self.place(item) for item in links)
         return placed
 

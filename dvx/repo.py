@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fnmatch
 import getpass
 import heapq
 import json
@@ -25,8 +24,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-import pathspec
 
 from . import durable, worktree
 from .diff import Diff, diff_flat, differs
@@ -614,11 +611,7 @@ class Repo:
         tree = self._tree_of(rev)
         if tree is None:
             raise UnknownRevision("HEAD has no commits yet")
-        items = list(self.trees.walk(tree))
-        if patterns:
-            spec = pathspec.GitIgnoreSpec.from_lines(patterns)
-            items = [(p, e) for p, e in items if spec.match_file(p) or any(fnmatch.fnmatchcase(p, pat) for pat in patterns)]
-        return items
+        return list(worktree.select_paths(self.trees.walk(tree), patterns).items())
 
     # -- checkout --------------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import os
 import stat
 import struct
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,22 @@ def load_ignore(root: Path) -> Any:
     import pathspec  # only repositories with a .dvxignore pay for importing it
 
     return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def select_paths(items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | None) -> dict[str, Entry]:
+    """``(path, entry)`` pairs matching gitignore-style ``patterns`` (all of them when there are none).
+
+    One rule for ``dvx ls`` and read-only checkouts: a path matches the ``GitIgnoreSpec`` of the patterns, or
+    one pattern as a plain ``fnmatch`` glob (``*.csv`` matches at any depth, ``train/**`` a whole folder).
+    """
+    if not patterns:
+        return dict(items)
+    import fnmatch
+
+    import pathspec  # imported only when patterns are given
+
+    spec = pathspec.GitIgnoreSpec.from_lines(patterns)
+    return {p: e for p, e in items if spec.match_file(p) or any(fnmatch.fnmatchcase(p, pat) for pat in patterns)}
 
 
 def _utf8_path(rel: str) -> str:

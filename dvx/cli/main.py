@@ -415,6 +415,11 @@ def run() -> None:
     """Console-script entry point."""
     if len(sys.argv) == 1:
         sys.argv.append("--help")
+    if sys.argv[1:] == ["--version"]:
+        from .. import __version__
+
+        out(f"dvx {__version__}")
+        return
     try:
         rc = app(standalone_mode=False)
     except DvxError as exc:
