@@ -78,6 +78,8 @@ CONFLICT_KINDS = (BOTH_MODIFIED, BOTH_ADDED, MODIFIED_DELETED, DELETED_MODIFIED,
 
 # Conflicting paths recorded in a commit's metadata by the ours/theirs strategies (the count is always exact).
 META_PATHS_LIMIT = 100
+# Conflicts named in the one-line error (all of them are in ``MergeConflict.conflicts`` and ``--json``).
+MESSAGE_PATHS_LIMIT = 20
 
 _VIRTUAL = "virtual"  # internal resolution mode used to build a virtual merge base
 
@@ -97,6 +99,12 @@ class TreeSource(Protocol):
 _KIND_NAMES = {FILE: "file", LINK: "symlink", DIR: "directory"}
 
 
+def shown_path(path: str) -> str:
+    """A path as printed in a one-line message: quoted and escaped if it holds a newline or another
+    character that is not printable (a terminal escape in a file name must not reach the terminal)."""
+    return path if path.isprintable() else repr(path)
+
+
 def _same(a: Entry | None, b: Entry | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -111,7 +119,9 @@ def describe_change(base: Entry | None, side: Entry | None) -> str:
         return "deleted" if base is not None else "absent"
     what = _KIND_NAMES.get(side.kind, side.kind)
     if base is None:
-        return "added" if side.kind == FILE else f"added {what}"
+        if side.kind == FILE:
+            return "added executable" if side.executable else "added"
+        return f"added {what}"
     if base.kind != side.kind:
         return f"replaced {_KIND_NAMES.get(base.kind, base.kind)} with {what}"
     if side.kind == FILE and base.id == side.id:
@@ -143,18 +153,18 @@ class Conflict:
 
     @property
     def display_path(self) -> str:
-        """The path, with a trailing ``/`` when it is a directory on some side."""
+        """The path (quoted if not printable), with a trailing ``/`` when it is a directory on some side."""
         if any(e is not None and e.kind == DIR for e in (self.ours, self.theirs)):
-            return self.path + "/"
-        return self.path
+            return shown_path(self.path + "/")
+        return shown_path(self.path)
 
     def summary(self) -> str:
-        """``a.txt (both modified)``, ``c (modified here, deleted in feature)``..."""
+        """``a.txt (both modified)``, ``c (modified here, deleted in feature)``, ``e (modified here, made
+        executable in feature)``: what each side did."""
         label = self.theirs_label
-        if self.kind == BOTH_MODIFIED:
-            what = "both modified"
-        elif self.kind == BOTH_ADDED:
-            what = "both added"
+        if self.kind in (BOTH_MODIFIED, BOTH_ADDED):
+            ours, theirs = self.ours_did, self.theirs_did
+            what = f"both {ours}" if ours == theirs else f"{ours} here, {theirs} in {label}"
         elif self.kind == MODIFIED_DELETED:
             what = f"{self.ours_did} here, deleted in {label}"
         elif self.kind == DELETED_MODIFIED:
@@ -188,10 +198,14 @@ class Conflict:
         }
 
 
-def conflict_message(conflicts: Sequence[Conflict]) -> str:
-    """The one-line error of a failed merge; lists every conflicting path."""
+def conflict_message(conflicts: Sequence[Conflict], limit: int = MESSAGE_PATHS_LIMIT, more: str = "") -> str:
+    """The one-line error of a failed merge: each conflicting path and what each side did, up to ``limit`` of
+    them (a line naming 100,000 paths is no use on a terminal), then how many more (``more`` says where they
+    are listed)."""
     n = len(conflicts)
-    listed = ", ".join(c.summary() for c in conflicts)
+    listed = ", ".join(c.summary() for c in conflicts[:limit])
+    if n > limit:
+        listed += f", and {n - limit} more{f' ({more})' if more else ''}"
     return f"merge conflict in {n} path{'' if n == 1 else 's'}: {listed}; nothing was changed"
 
 
@@ -685,7 +699,7 @@ class _History:
 
 def _check_clean(head_flat: dict[str, Entry], work: dict[str, Entry]) -> None:
     d = diff_flat(head_flat, work, renames=False)
-    dirty = sorted(c.path for c in d.added + d.modified + d.deleted)
+    dirty = sorted(shown_path(c.path) for c in d.added + d.modified + d.deleted)
     if dirty:
         shown = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
         raise DirtyWorkingTree(f"cannot merge with uncommitted changes: {shown} (commit them first)")
@@ -754,8 +768,11 @@ def merge(
                 target = repo.trees.flatten(tree)
                 writes, deletes, clashes = plan_checkout(head_flat, target, work, force=False)
                 if clashes:  # cannot happen on a clean tree; never overwrite anything if it does
-                    raise DirtyWorkingTree(f"merge would overwrite uncommitted changes: {', '.join(clashes[:10])}")
+                    raise DirtyWorkingTree(
+                        f"merge would overwrite uncommitted changes: {', '.join(map(shown_path, clashes[:10]))}"
+                    )
                 repo._apply(writes, deletes, work, cache, progress)
+                cache.set_head(new_id, tree, target)  # as checkout does: the next status reads no tree
             if branch_ref is not None:
                 repo.refs.update(branch_ref, new_id, head_id)
             else:
@@ -828,7 +845,7 @@ def merge(
             all_bases.append(bases)
             merged_so_far.append(cid)
         if all_conflicts and strategy == "fail":
-            raise MergeConflict(conflict_message(all_conflicts), list(all_conflicts))
+            raise MergeConflict(conflict_message(all_conflicts, more="see MergeConflict.conflicts"), list(all_conflicts))
 
         meta: dict[str, str] = {}
         if strategy != "fail":
@@ -904,6 +921,7 @@ __all__ = [
     "ancestors",
     "conflict_message",
     "describe_change",
+    "shown_path",
     "merge",
     "merge_bases",
     "merge_trees",

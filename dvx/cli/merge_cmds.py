@@ -56,7 +56,7 @@ def merge_cmd(
 
     A conflict (both sides changed a path differently, a change against a deletion, a file against a directory) stops the merge with strategy fail and nothing changes; ours/theirs resolve each conflict toward HEAD or the merged REV and record it in the commit's metadata. Refuses to start over uncommitted changes.
     """
-    from ..merge import STRATEGIES, Conflict, merge
+    from ..merge import STRATEGIES, Conflict, conflict_message, merge
 
     if strategy not in STRATEGIES:
         raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
@@ -67,9 +67,10 @@ def merge_cmd(
                 repo, revs, message=message, strategy=strategy, allow_unrelated=allow_unrelated, ff=ff, progress=cb
             )
     except MergeConflict as exc:
+        conflicts = [c for c in exc.conflicts if isinstance(c, Conflict)]
         if as_json:  # the structured list on stdout for scripts; the one-line error still goes to stderr
-            print_json({"conflicts": [c.to_json() for c in exc.conflicts if isinstance(c, Conflict)]})
-        raise
+            print_json({"conflicts": [c.to_json() for c in conflicts]})
+        raise MergeConflict(conflict_message(conflicts, more="--json lists them all"), exc.conflicts) from None
     if as_json:
         print_json(result.to_json())
         return

@@ -78,11 +78,13 @@ def test_merge_is_symmetric_and_matches_the_per_file_model(
     # A into B and B into A: the same conflicts (mirrored), and the same tree when there are none.
     assert [(c.path, MIRROR.get(c.kind, c.kind)) for c in c_ab] == [(c.path, c.kind) for c in c_ba]
     event("conflicts" if c_ab else "clean")
+    model = per_file(base, ours, theirs)
     if not c_ab:
         assert ab == ba
-        model = per_file(base, ours, theirs)
         assert model is not None
         assert h.flat_codes(m_ab, ab) == model
+    else:  # a conflict only where the model has one, or where its result is no tree (``a`` and ``a/b``)
+        assert model is None or valid(model) != model, (c_ab, model)
     # Resolving toward a side is symmetric too, and every result is canonically encoded.
     for strategy, other in (("ours", "theirs"), ("theirs", "ours")):
         x, _, mx = merge_trees(mem, b, o, t, strategy)

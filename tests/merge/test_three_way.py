@@ -259,8 +259,8 @@ def test_conflict_descriptions(mem: Any) -> None:
         "a.txt": "a.txt (both modified)",
         "b": "b/ (file vs directory: file here, directory in feature)",
         "c": "c (modified here, deleted in feature)",
-        "e": "e (both modified)",
-        "l": "l (both modified)",
+        "e": "e (made executable here, modified in feature)",
+        "l": "l (both changed symlink target)",
         "n": "n (both added)",
     }
     msg = conflict_message(conflicts)
