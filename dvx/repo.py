@@ -565,35 +565,60 @@ class Repo:
                 push(p)
 
     def log(self, rev: str | None = None, *, limit: int | None = None, paths: list[str] | None = None) -> list[LogEntry]:
-        """History from ``rev`` (default HEAD), newest first; with ``paths``, only commits that changed them."""
+        """History from ``rev`` (default HEAD), newest first; with ``paths``, only commits that changed them,
+        simplified as git's default: a merge that kept one parent's version of the paths is followed along that
+        parent only (the other side's history of the paths did not reach the result)."""
         start = self.resolve(rev or "HEAD")
         names = self.ref_names()
         norm = [_norm_path(p) for p in paths or []]
         out: list[LogEntry] = []
         if limit is not None and limit <= 0:
             return []
-        for cid, c in self.iter_commits([start]):
-            if norm and not self._touches(c, norm):
+        walk = self._path_history(start, norm) if norm else ((cid, c, True) for cid, c in self.iter_commits([start]))
+        for cid, c, shown in walk:
+            if not shown:
                 continue
             out.append(LogEntry(cid, c, tuple(names.get(cid, []))))
             if limit is not None and len(out) >= limit:
                 break
         return out
 
-    def _touches(self, c: Commit, paths: list[str]) -> bool:
-        def at(tree: str, p: str) -> tuple[str, str, bool] | None:
-            e = self.trees.lookup(tree, p) if p else Entry("", DIR, tree)
-            return None if e is None else (e.kind, e.id, e.executable)
+    def _path_history(self, start: str, paths: list[str]) -> Iterator[tuple[str, Commit, bool]]:
+        """Commits from ``start`` newest first, each with whether it changed ``paths`` (git's TREESAME rule): a
+        commit is shown unless it equals one of its parents on the paths; a merge equal to a parent is walked
+        through that parent only."""
 
-        mine = [at(c.tree, p) for p in paths]
-        if not c.parents:
-            return any(m is not None for m in mine)
-        # A commit touches the paths if they differ from every parent (git's TREESAME rule for merges).
-        for parent in c.parents:
-            ptree = self.read_commit(parent).tree
-            if [at(ptree, p) for p in paths] == mine:
-                return False
-        return True
+        def at(tree: str) -> list[tuple[str, str, bool] | None]:
+            out: list[tuple[str, str, bool] | None] = []
+            for p in paths:
+                e = self.trees.lookup(tree, p) if p else Entry("", DIR, tree)
+                out.append(None if e is None else (e.kind, e.id, e.executable))
+            return out
+
+        heap: list[tuple[str, str, Commit]] = []
+        seen: set[str] = set()
+
+        def push(cid: str) -> None:
+            if cid not in seen:
+                seen.add(cid)
+                c = self.read_commit(cid)
+                heapq.heappush(heap, (_neg_time(c.time), cid, c))
+
+        push(start)
+        while heap:
+            _, cid, c = heapq.heappop(heap)
+            mine = at(c.tree)
+            if not c.parents:
+                yield cid, c, any(m is not None for m in mine)
+                continue
+            same = next((p for p in c.parents if at(self.read_commit(p).tree) == mine), None)
+            if same is not None:
+                push(same)
+                yield cid, c, False
+                continue
+            for p in c.parents:
+                push(p)
+            yield cid, c, True
 
     # -- diff, ls, show --------------------------------------------------------------------------------------
 

@@ -131,9 +131,11 @@ def log(
         print_json([e.to_json() for e in entries])
         return
     if graph:
-        from ..graph import render_graph
+        from ..graph import render_graph, rewrite_parents
 
         nodes = [(e.id, list(e.commit.parents)) for e in entries]
+        if path_list:  # as git: hidden parents are replaced by the shown commits they lead to
+            nodes = rewrite_parents(nodes, lambda c: repo.read_commit(c).parents)
         texts = {e.id: _log_line(e) for e in entries}
         for line in render_graph(nodes, texts):
             out(line)

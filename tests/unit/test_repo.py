@@ -121,3 +121,29 @@ def test_prefix_resolution_ignores_non_commit_objects(repo: Repo) -> None:
     if blob[:6] != cid[:6]:
         with pytest.raises(UnknownRevision):
             repo.resolve(blob[:6])
+
+
+def test_path_history_follows_the_parent_a_merge_kept_as_git_does(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """git log -- PATH: a merge that kept one parent's version of PATH is walked through that parent only, so
+    the other side's edits of PATH, which never reached the result, are not listed; a merge that took the
+    other side's version lists that side's history."""
+    repo = Repo.init(tmp_path / "r")
+    root = repo.root
+    (root / "a").write_text("a")
+    (root / "b").write_text("b")
+    c1 = repo.commit("c1")
+    repo.create_branch("side")
+    (root / "a").write_text("a2")
+    c2 = repo.commit("c2")
+    repo.checkout("side")
+    (root / "a").write_text("a-side")
+    repo.commit("s1 edits a")
+    (root / "b").write_text("b-side")
+    s2 = repo.commit("s2 edits b")
+    repo.checkout("main")
+    merged = repo.merge(["side"], "merge", "ours")  # a conflicts, HEAD's a kept; b taken from side
+    merge_id = merged.commit if hasattr(merged, "commit") else repo.resolve("HEAD")
+    assert repo.resolve("HEAD") == merge_id
+    assert [e.id for e in repo.log(paths=["a"])] == [c2, c1]  # s1's edit of a never reached HEAD
+    assert [e.id for e in repo.log(paths=["b"])] == [s2, c1]  # the merge equals side on b: side's history
+    assert [e.id for e in repo.log(paths=["a", "b"])][0] == merge_id  # differs from both parents on a+b
