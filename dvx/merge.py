@@ -875,6 +875,7 @@ def squash(
     *,
     branch: str | None = None,
     tag: str | None = None,
+    default_tag: bool = False,
 ) -> str:
     """Write a new root commit (no parents) holding ``rev``'s tree; return its id.
 
@@ -882,8 +883,9 @@ def squash(
     branch or the working tree: rewriting the current branch would silently drop its history, and checking
     out would touch files. Instead the copy gets a new name: ``branch`` creates a new branch and/or ``tag`` a
     new tag pointing at it (both refuse a name already taken). With neither, only the commit is written;
-    nothing refers to it, so ``gc`` deletes it after its grace period unless a ref is made (the CLI
-    therefore requires ``--branch`` or ``--tag``). The source is recorded as ``meta["squash.of"]``.
+    nothing refers to it, so ``gc`` deletes it after its grace period unless a ref is made; ``default_tag``
+    (what the CLI does without ``--branch`` and ``--tag``) tags it ``squash-<first 12 hex digits of its id>``.
+    The source is recorded as ``meta["squash.of"]``.
     """
     from .repo import utc_now
 
@@ -906,6 +908,8 @@ def squash(
         commit = Commit(tree, (), message, repo.author(), utc_now(), {"squash.of": source})
         with repo.store.writer() as writer:
             writer.add(commit.id, COMMIT, commit.encode())
+        if default_tag and not refs:
+            refs.append(f"{TAGS}squash-{commit.id[:12]}")
         for ref in refs:
             repo.refs.update(ref, commit.id, None)
         return commit.id

@@ -85,18 +85,18 @@ def squash_cmd(
     tag: str | None = typer.Option(None, "--tag", "-t", help="Create this tag at the new commit."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Copy REV's files into a new root commit (no history) and name it with a new --branch or --tag.
+    """Copy REV's files into a new root commit (no history), named by a new --branch or --tag.
 
-    HEAD, the current branch and the working tree are not touched; check the new branch out to use it. A name is required so the copy is not left unreferenced (gc would delete it).
+    HEAD, the current branch and the working tree are not touched; check the new name out to use it. Without --branch or --tag the copy is tagged squash-<id> (an unnamed commit would be deleted by gc).
     """
     from ..merge import squash
 
     if message is None or not message.strip():
         raise UsageError("a message is required (-m MESSAGE)")
-    if branch is None and tag is None:
-        raise UsageError("name the squashed copy with --branch NAME or --tag NAME")
     repo = open_repo()
-    cid = squash(repo, rev, message, branch=branch, tag=tag)
+    cid = squash(repo, rev, message, branch=branch, tag=tag, default_tag=branch is None and tag is None)
+    if branch is None and tag is None:
+        tag = f"squash-{cid[:12]}"
     if as_json:
         print_json({"id": cid, "source": repo.resolve(rev), "branch": branch, "tag": tag})
         return

@@ -142,8 +142,14 @@ def test_unrelated_histories(repo: Repo, h: Any) -> None:
 def test_squash(forked: Repo, h: Any) -> None:
     root = forked.root
     head = forked.head()
-    missing = h.run_dvx(root, "squash", "feature", "-m", "flat", check=False)
-    assert missing.returncode == 2 and "--branch NAME or --tag NAME" in missing.stderr
+    # As the issue writes it, with no name: the copy is tagged, so that gc never takes it.
+    plain = h.run_dvx(root, "squash", "feature", "-m", "flat")
+    tags = {n: v for n, v in forked.tags().items() if n.startswith("squash-")}
+    assert len(tags) == 1
+    (name, sid), = tags.items()
+    assert name == f"squash-{sid[:12]}" and plain.stdout == f"Squashed feature into root commit {sid[:12]} (tag {name})\n"
+    assert forked.read_commit(sid).parents == () and forked.head() == head
+    assert h.run_dvx(root, "squash", "feature", "-m", " ", check=False).returncode == 2
     proc = h.run_dvx(root, "squash", "feature", "-m", "flat copy", "--branch", "flat")
     cid = forked.resolve("flat")
     assert proc.stdout == f"Squashed feature into root commit {cid[:12]} (branch flat)\n"
