@@ -217,6 +217,71 @@ def unlink_quiet(path: str | Path) -> None:
         pass
 
 
+_proc_fd_dir = -1  # an open /proc/self/fd, through which an anonymous temp file is linked to its name
+
+
+def _reset_proc_fd() -> None:
+    global _proc_fd_dir
+    _proc_fd_dir = -1  # the child has its own descriptor table: open its own /proc/self/fd when needed
+
+
+os.register_at_fork(after_in_child=_reset_proc_fd)
+
+
+def _proc_fd() -> int:
+    global _proc_fd_dir
+    if _proc_fd_dir < 0:
+        _proc_fd_dir = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return _proc_fd_dir
+
+
+class CacheTemp:
+    """A cache file being written, not yet visible under its name.
+
+    Where the file system allows it (Linux ``O_TMPFILE``) it is an anonymous inode in the folder of its final
+    name: publishing it is one ``linkat`` there, and a crash leaves nothing behind. Elsewhere it is a named temp
+    file in the cache's ``tmp/``, linked to its name and then unlinked. The descriptor stays open until the
+    file is published or discarded, so that it can be made durable first.
+    """
+
+    __slots__ = ("fd", "path", "final")
+
+    def __init__(self, fd: int, path: str, final: str) -> None:
+        self.fd = fd
+        self.path = path  # "" for an anonymous inode
+        self.final = final
+
+    def link(self, name: str) -> None:
+        """Give the file the (new) name ``name``; ``FileExistsError`` if taken."""
+        if self.path:
+            os.link(self.path, name)
+        else:
+            os.link(str(self.fd), name, src_dir_fd=_proc_fd(), follow_symlinks=True)
+
+    def replace(self, name: str) -> None:
+        """Put the file at ``name`` atomically, replacing what is there."""
+        if self.path:
+            os.replace(self.path, name)
+            self.path = ""
+            return
+        beside = f"{os.path.dirname(name)}/.{_TEMP_PREFIX}.{next(_temp_counter)}.tmp"
+        self.link(beside)
+        try:
+            os.replace(beside, name)
+        except BaseException:
+            unlink_quiet(beside)
+            raise
+
+    def discard(self) -> None:
+        """Close the descriptor and drop the temp name (an anonymous inode just goes away)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.path:
+            unlink_quiet(self.path)
+            self.path = ""
+
+
 # --- reports ------------------------------------------------------------------------------------------------
 
 
@@ -297,6 +362,7 @@ class Cache:
         self._lock = threading.Lock()
         self._dirs: set[str] = set()
         self._ready = False
+        self._anonymous = hasattr(os, "O_TMPFILE")  # temp files as anonymous inodes (see CacheTemp)
         # Counters of this process's work (tests and reports read them).
         self.extracted = 0
         self.extracted_bytes = 0
@@ -419,30 +485,30 @@ class Cache:
             return path
         self.setup()
         tmp = self._fill_temp(store, object_id, size, executable)
-        self._install(str(tmp), path, size, executable, st is None)
+        self._install(tmp, size, executable, st is None)
         return path
 
-    def _install(self, tmp: str, path: str, size: int, executable: bool, absent: bool) -> None:
-        """Publish the durable temp file ``tmp`` as ``path`` (create-only), then drop the temp name.
+    def _install(self, tmp: CacheTemp, size: int, executable: bool, absent: bool) -> None:
+        """Publish the durable temp file ``tmp`` under its final name (create-only), then drop the temp.
 
-        ``absent``: no file was at ``path`` when last looked; else an untrusted leftover is replaced atomically.
+        ``absent``: no file was at the name when last looked; else an untrusted leftover is replaced atomically.
         """
+        path = tmp.final
         try:
-            self._make_dir(os.path.dirname(path))
             durable.fault("cache.before-link")
             if absent:
                 try:
-                    os.link(tmp, path)
+                    tmp.link(path)
                 except FileExistsError:
                     # Another process published it first; keep theirs unless it is not trustworthy.
                     if not self._trusted(self._stat(path), size, executable):
-                        os.replace(tmp, path)
+                        tmp.replace(path)
             else:
-                os.replace(tmp, path)  # an untrusted leftover: swap in good bytes atomically
+                tmp.replace(path)  # an untrusted leftover: swap in good bytes atomically
         except OSError as exc:
             raise os_error(exc, "cannot add to the cache") from exc
         finally:
-            unlink_quiet(tmp)
+            tmp.discard()
         with self._lock:
             self.extracted += 1
             self.extracted_bytes += size
@@ -461,19 +527,36 @@ class Cache:
                 raise os_error(exc, "cannot write to the cache") from exc
             return Path(tmp), fd
 
-    def new_object_temp(self, executable: bool, *, readable: bool = False) -> tuple[str, int, bool]:
-        """:meth:`new_temp` created with the object's final mode where the umask allows it; returns
-        ``(path, fd, needs_chmod)``: ``needs_chmod`` when an ``fchmod`` must still set the mode."""
+    def new_object_temp(self, object_id: str, executable: bool, *, readable: bool = False) -> tuple[CacheTemp, bool]:
+        """An empty :class:`CacheTemp` for ``object_id``, open for writing (and reading if ``readable``), created
+        with the object's final mode where the umask allows it; returns ``(temp, needs_chmod)``: ``needs_chmod``
+        when an ``fchmod`` must still set the mode."""
         mode = EXEC_MODE if executable else FILE_MODE
+        needs_chmod = (mode & ~_process_umask()) != mode
+        final = self.name(object_id, executable)
+        shard = os.path.dirname(final)
+        try:
+            self._make_dir(shard)
+        except OSError as exc:
+            raise os_error(exc, "cannot write to the cache") from exc
+        if self._anonymous:
+            access = os.O_RDWR if readable else os.O_WRONLY
+            try:
+                return CacheTemp(os.open(shard, os.O_TMPFILE | access | os.O_CLOEXEC, mode), "", final), needs_chmod
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+                    raise os_error(exc, "cannot write to the cache") from exc
+                self._anonymous = False  # not supported here: named temp files from now on
         tmp, fd = self.new_temp(readable=readable, mode=mode)
-        return str(tmp), fd, (mode & ~_process_umask()) != mode
+        return CacheTemp(fd, str(tmp), final), needs_chmod
 
     def _fill_temp(
         self, store: ObjectStore | None, object_id: str, size: int, executable: bool, *, sync: bool = True
-    ) -> Path:
+    ) -> CacheTemp:
         """A complete temp file holding the object's bytes with its final mode; fsynced unless ``sync`` is False
         (then a :class:`Publisher` makes it durable, together with others, before it is published)."""
-        tmp, fd = self.new_temp()
+        tmp, _ = self.new_object_temp(object_id, executable)
+        fd = tmp.fd
         try:
             other = self.name(object_id, not executable)
             if self._trusted(self._stat(other), size, not executable):
@@ -499,17 +582,14 @@ class Cache:
             if sync:
                 os.fsync(fd)
         except OSError as exc:
-            os.close(fd)
-            unlink_quiet(tmp)
+            tmp.discard()
             raise os_error(exc, "cannot write to the cache") from exc
         except BaseException:
-            os.close(fd)
-            unlink_quiet(tmp)
+            tmp.discard()
             raise
-        os.close(fd)
         return tmp
 
-    def extract_temp(self, store: ObjectStore, object_id: str, size: int, executable: bool) -> str | None:
+    def extract_temp(self, store: ObjectStore, object_id: str, size: int, executable: bool) -> CacheTemp | None:
         """For :class:`Publisher`: a not yet durable temp file of the object (verified), or None if the cache
         already holds a trusted copy."""
         if not is_id(object_id):
@@ -517,15 +597,15 @@ class Cache:
         if self._trusted(self._stat(self.name(object_id, executable)), size, executable):
             return None
         self.setup()
-        return str(self._fill_temp(store, object_id, size, executable, sync=False))
+        return self._fill_temp(store, object_id, size, executable, sync=False)
 
-    def variant_temp(self, object_id: str, size: int, executable: bool) -> str | None:
+    def variant_temp(self, object_id: str, size: int, executable: bool) -> CacheTemp | None:
         """For :class:`Publisher`: a not yet durable temp copy of the other (trusted) variant of the object, or
         None when that variant is not cached either."""
         if not self._trusted(self._stat(self.name(object_id, not executable)), size, not executable):
             return None
         self.setup()
-        return str(self._fill_temp(None, object_id, size, executable, sync=False))
+        return self._fill_temp(None, object_id, size, executable, sync=False)
 
     @staticmethod
     def mode(executable: bool) -> int:
@@ -803,14 +883,16 @@ class Cache:
 class Publisher:
     """Adds many objects to the cache with one durability barrier per group instead of one fsync per file.
 
-    Producers (any thread) write complete temp files in the cache's ``tmp/`` without fsyncing them and
-    :meth:`add` them. A background thread takes
-    them in groups of about :data:`GROUP_BYTES`, makes each group durable at once (``syncfs`` of the cache's file
-    system, or an fsync of each temp file where that is unavailable) and only then links the temp files to
-    their names. So the invariant "a name is published only for complete, durable bytes" holds as with
-    :meth:`Cache.ensure`, at the cost of one flush per group, and producers never wait for the disk.
+    Producers (any thread) write complete :class:`CacheTemp` files without fsyncing them and :meth:`add` them.
+    A background thread takes them in groups of about :data:`GROUP_BYTES`, makes each group durable at once
+    (``syncfs`` of the cache's file system, or an fsync of each file where that is unavailable) and only then
+    links them to their names. So the invariant "a name is published only for complete, durable bytes" holds
+    as with :meth:`Cache.ensure`, at the cost of one flush per group, and producers never wait for the disk.
     :meth:`finish` waits for everything to be published and raises the first error; :meth:`abort` drops what
-    is not published yet. A crash leaves only temp files, which prune removes.
+    is not published yet. A crash leaves nothing (anonymous temps) or named temp files, which prune removes.
+
+    Every queued temp holds an open descriptor: groups are also cut at a number of files that stays well within
+    the process's descriptor limit (raised to its hard limit, up to 65,536, when lower).
 
     Example::
 
@@ -832,33 +914,38 @@ class Publisher:
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
         self._cond = threading.Condition()
-        self._queue: list[tuple[str, str, int, bool]] = []
+        self._queue: list[tuple[CacheTemp, str, int, bool]] = []
         self._bytes = 0
         self._closing = False
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._group_files = min(self.GROUP_FILES, max(16, _descriptor_limit() // 4))
 
-    def add(self, tmp: str, object_id: str, size: int, executable: bool) -> None:
+    def add(self, tmp: CacheTemp, object_id: str, size: int, executable: bool) -> None:
         """Queue a complete temp file (final mode set, size checked) for publication as ``object_id``."""
         with self._cond:
             if self._error is not None:
-                unlink_quiet(tmp)
+                tmp.discard()
                 raise self._error
             self._queue.append((tmp, object_id, size, executable))
             self._bytes += size
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="dvx-cache-publish", daemon=True)
                 self._thread.start()
-            if self._bytes >= self.GROUP_BYTES or len(self._queue) >= self.GROUP_FILES:
+            if self._bytes >= self.GROUP_BYTES or len(self._queue) >= self._group_files:
                 self._cond.notify()
+            # Back-pressure: producers wait while a full second group is queued, so open descriptors stay bounded.
+            while len(self._queue) >= 2 * self._group_files and self._error is None and not self._closing:
+                self._cond.wait()
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._closing and self._bytes < self.GROUP_BYTES and len(self._queue) < self.GROUP_FILES:
+                while not self._closing and self._bytes < self.GROUP_BYTES and len(self._queue) < self._group_files:
                     self._cond.wait()
                 group, self._queue, self._bytes = self._queue, [], 0
                 last = self._closing
+                self._cond.notify_all()  # producers waiting for room
             if group:
                 try:
                     self._publish(group)
@@ -866,25 +953,26 @@ class Publisher:
                     with self._cond:
                         self._error = exc
                         group, self._queue = self._queue, []
+                        self._cond.notify_all()
                     for tmp, *_ in group:
-                        unlink_quiet(tmp)
+                        tmp.discard()
                     return
             if last:
                 return
 
-    def _publish(self, group: list[tuple[str, str, int, bool]]) -> None:
+    def _publish(self, group: list[tuple[CacheTemp, str, int, bool]]) -> None:
         done = 0
         try:
             durable.fault("cache.before-barrier")
-            _make_durable(self.cache.tmp_dir, [g[0] for g in group])
-            for tmp, oid, size, exe in group:
+            _make_durable(self.cache.tmp_dir, [g[0].fd for g in group])
+            for tmp, _oid, size, exe in group:
                 # Create-only, as ensure(): a copy another process published first is kept, so a checkout that
                 # hard-linked it keeps sharing the cache's inode.
-                self.cache._install(tmp, self.cache.name(oid, exe), size, exe, absent=True)
+                self.cache._install(tmp, size, exe, absent=True)
                 done += 1
         finally:
             for tmp, *_ in group[done:]:
-                unlink_quiet(tmp)
+                tmp.discard()
 
     def finish(self) -> None:
         """Publish everything queued; raise the first error the publishing met."""
@@ -896,17 +984,42 @@ class Publisher:
         """Drop every temp file not published yet."""
         with self._cond:
             group, self._queue = self._queue, []
+            self._cond.notify_all()
         for tmp, *_ in group:
-            unlink_quiet(tmp)
+            tmp.discard()
         self._stop()
 
     def _stop(self) -> None:
         with self._cond:
             self._closing = True
-            self._cond.notify()
+            self._cond.notify_all()
             thread = self._thread
         if thread is not None:
             thread.join()
+
+
+_nofile: int | None = None
+
+
+def _descriptor_limit() -> int:
+    """The soft limit on open files, raised first to the hard limit (at most 65,536) when below it."""
+    global _nofile
+    if _nofile is None:
+        try:
+            import resource
+
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+            if soft != resource.RLIM_INFINITY and soft < want:
+                try:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+                    soft = want
+                except (ValueError, OSError):
+                    pass
+            _nofile = 65536 if soft == resource.RLIM_INFINITY else int(soft)
+        except ImportError:  # not POSIX
+            _nofile = 512
+    return _nofile
 
 
 _libc: Any = None
@@ -928,9 +1041,9 @@ def _c_library() -> Any:
     return _libc
 
 
-def _make_durable(directory: Path, temps: list[str]) -> None:
-    """Flush the temp files' bytes to stable storage: one ``syncfs`` (Linux) of the file system holding
-    ``directory``, else an fsync of each file. An error is fatal (see docs: a retried fsync can lie)."""
+def _make_durable(directory: Path, fds: list[int]) -> None:
+    """Flush the bytes of the open files ``fds`` to stable storage: one ``syncfs`` (Linux) of the file system
+    holding ``directory``, else an fsync of each file. An error is fatal (see docs: a retried fsync can lie)."""
     libc = _c_library()
     if libc:
         import ctypes
@@ -946,18 +1059,15 @@ def _make_durable(directory: Path, temps: list[str]) -> None:
         if code != errno.ENOSYS:
             raise os_error(OSError(code, os.strerror(code)), "cannot flush the cache to disk")
     try:
-        for tmp in temps:
-            fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        for fd in fds:
+            os.fsync(fd)
     except OSError as exc:
         raise os_error(exc, "cannot flush the cache to disk") from exc
 
 
 __all__ = [
     "Cache",
+    "CacheTemp",
     "Publisher",
     "CacheInfo",
     "PruneReport",

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from . import codec, durable
-from .cache import Cache, Publisher, unlink_quiet
+from .cache import Cache, CacheTemp, Publisher
 from .errors import CorruptObject, MissingObject, RemoteError, UnknownRevision, os_error
 from .ids import hash_bytes, hasher, is_id, is_id_prefix
 from .lock import RepoLock
@@ -87,8 +87,7 @@ class _Target:
     pieces: list[tuple[str, int]]
     offsets: list[int]
     lock: threading.Lock = field(default_factory=threading.Lock)
-    tmp: str = ""
-    fd: int = -1
+    tmp: CacheTemp | None = None
     chmod: bool = False  # the temp file's mode must still be set (a umask took bits off)
     remaining: int = 0
     next_hash: int = 0  # pieces [0, next_hash) are hashed, in order
@@ -258,11 +257,9 @@ class RemoteContent:
             pub.finish()
         except BaseException:
             for t in targets:
-                if t.fd >= 0:
-                    os.close(t.fd)
-                    t.fd = -1
-                if t.tmp:
-                    unlink_quiet(t.tmp)
+                if t.tmp is not None:
+                    t.tmp.discard()
+                    t.tmp = None
             pub.abort()
             raise
         return self.bytes - before[0], self.requests - before[1]
@@ -274,18 +271,19 @@ class RemoteContent:
             if i in t.written:
                 return
             try:
-                if t.fd < 0:
+                if t.tmp is None:
                     multi = len(t.pieces) > 1  # hashed as a whole, reading back pieces that came early
-                    t.tmp, t.fd, t.chmod = cache.new_object_temp(t.executable, readable=multi)
+                    t.tmp, t.chmod = cache.new_object_temp(t.oid, t.executable, readable=multi)
                     if multi:
                         t.hash = hasher()
-                _pwrite_all(t.fd, raw, t.offsets[i])
+                fd = t.tmp.fd
+                _pwrite_all(fd, raw, t.offsets[i])
                 t.written.add(i)
                 t.remaining -= 1
                 if t.hash is not None:
                     while t.next_hash in t.written:
                         j = t.next_hash
-                        piece = raw if j == i else os.pread(t.fd, t.pieces[j][1], t.offsets[j])
+                        piece = raw if j == i else os.pread(fd, t.pieces[j][1], t.offsets[j])
                         t.hash.update(piece)
                         t.next_hash += 1
                 if t.remaining:
@@ -294,13 +292,11 @@ class RemoteContent:
                     raise CorruptObject(f"file {t.oid} is corrupt on the remote (its chunks do not hash to its id)", t.oid)
                 # Size: every piece was written whole, and the pieces' sizes add up to t.size (checked).
                 if t.chmod:
-                    os.fchmod(t.fd, cache.mode(t.executable))
-                os.close(t.fd)
-                t.fd = -1
+                    os.fchmod(fd, cache.mode(t.executable))
             except OSError as exc:
                 raise os_error(exc, "cannot write to the cache") from exc
-        pub.add(t.tmp, t.oid, t.size, t.executable)
-        t.tmp = ""
+            tmp, t.tmp = t.tmp, None
+        pub.add(tmp, t.oid, t.size, t.executable)
 
 
 def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:

@@ -243,3 +243,37 @@ def test_checkout_survives_a_concurrent_prune(h, dataset: Repo, cache: Cache, tm
         stop.set()
         thread.join()
     assert rounds[0] > 0
+
+
+@pytest.mark.parametrize("anonymous", [True, False], ids=["O_TMPFILE", "named-temp"])
+def test_both_kinds_of_temp_file_publish_complete_files_and_leave_none(
+    h, dataset: Repo, tmp_path: Path, anonymous: bool
+) -> None:
+    """Cache files are written as anonymous inodes linked into place (Linux O_TMPFILE) or, where the file system
+    cannot, as named temp files in tmp/: either way the checkout is byte-exact and no temp file is left."""
+    cache = Cache(tmp_path / "cache")
+    cache._anonymous = anonymous and hasattr(os, "O_TMPFILE")
+    checkout_to(dataset, "v1", tmp_path / "a", cache=cache)
+    h.assert_checkout(dataset, "v1", tmp_path / "a")
+    assert cache.info().temp_files == 0 and cache.verify().ok
+    assert list((tmp_path / "cache").rglob("*.tmp")) == []
+
+
+def test_a_get_killed_while_filling_the_cache_leaves_no_temp_file_and_a_rerun_completes(
+    h, dataset: Repo, tmp_path: Path
+) -> None:
+    """SIGKILL in the middle of filling a cold cache (at the durability barrier, files written, none linked
+    yet): nothing half-made is visible, no temp file is left behind, and the next checkout succeeds."""
+    cache_dir = tmp_path / "cache"
+    env = {**os.environ, "DVX_CACHE_DIR": str(cache_dir), "NO_COLOR": "1", "DVX_FAULT": "cache.before-barrier:1:kill"}
+    proc = subprocess.run([*h.CLI, "checkout", "v1", "--readonly", "--to", str(tmp_path / "out")], cwd=dataset.root,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    cache = Cache(cache_dir)
+    assert cache.info().temp_files == 0 and list(cache_dir.rglob("*.tmp")) == []
+    assert cache.verify().ok
+    del env["DVX_FAULT"]
+    proc = subprocess.run([*h.CLI, "checkout", "v1", "--readonly", "--to", str(tmp_path / "out")], cwd=dataset.root,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    h.assert_checkout(dataset, "v1", tmp_path / "out")
