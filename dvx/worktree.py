@@ -126,13 +126,14 @@ def select_paths(items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | N
     return {p: e for p, e in items if spec.match_file(p) or any(fnmatch.fnmatchcase(p, pat) for pat in patterns)}
 
 
-def _utf8_path(rel: str) -> str:
+def _check_kept(rel: str, name: str) -> None:
+    """Refuse a name on the path ``rel`` of a kept file that cannot be stored (not UTF-8, or hostile)."""
     try:
-        rel.encode("utf-8")
+        name.encode("utf-8")
     except UnicodeEncodeError:
         raw = os.fsencode(rel)
         raise BadPath(f"file name is not valid UTF-8: {raw!r} (rename it or add it to {IGNORE_FILE})") from None
-    return rel
+    check_name(name)
 
 
 def _plain(name: str) -> bool:
@@ -174,7 +175,6 @@ def scan(root: Path, *, on_dir: Callable[[str], None] | None = None) -> ScanResu
                         continue
                     if name.startswith(".dvx.") and name.endswith(".tmp"):
                         continue  # a checkout's temp file (left only by a crash)
-                    _utf8_path(rel_dir + name)
                 rel = rel_dir + name
                 try:
                     st = de.stat(follow_symlinks=False)
@@ -195,12 +195,13 @@ def scan(root: Path, *, on_dir: Callable[[str], None] | None = None) -> ScanResu
                 else:
                     warnings.append(f"skipping special file {rel} (not a regular file, directory or symlink)")
                     continue
+                # Names are checked only for what is kept: an ignored file or folder may have any name.
                 if unchecked:
                     for part in unchecked:
-                        check_name(part)
+                        _check_kept(rel, part)
                     unchecked = ()
                 if not plain:
-                    check_name(name)
+                    _check_kept(rel, name)
                 keys[rel] = key
         if on_dir is not None:
             on_dir(rel_dir)

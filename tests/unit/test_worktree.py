@@ -114,3 +114,16 @@ def test_a_bit_flip_inside_the_stat_cache_is_caught_by_its_checksum(repo: Repo, 
     (repo.dvx / "index").write_bytes(bytes(raw[:-3] + bytes([raw[-3] ^ 1]) + raw[-2:]))
     (repo.root / "a").write_text("x")
     assert repo.status().modified == ["a"]
+
+
+def test_a_non_utf8_name_is_refused_naming_it_unless_dvxignore_excludes_it(tmp_path: Path) -> None:
+    bad_file = os.fsdecode(b"bad\xff.txt")
+    bad_dir = os.fsdecode(b"d\xfe")
+    (tmp_path / bad_file).write_text("x")
+    (tmp_path / bad_dir).mkdir()
+    (tmp_path / bad_dir / "inside.txt").write_text("y")
+    (tmp_path / "good.txt").write_text("z")
+    with pytest.raises(BadPath, match=r"not valid UTF-8: b'(bad\\xff.txt|d\\xfe/inside.txt)'.*dvxignore"):
+        worktree.scan(tmp_path)
+    (tmp_path / ".dvxignore").write_text("bad*\nd*/\n")
+    assert sorted(worktree.scan(tmp_path).files) == [".dvxignore", "good.txt"]
