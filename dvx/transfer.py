@@ -45,6 +45,7 @@ from .errors import (
 from .ids import hash_bytes, is_id
 from .model import DIR, FILE
 from .refs import HEADS, REMOTES, TAGS, check_ref_name
+from .remote.backend import absolute_url
 from .store import BLOB, CHUNKED, COMMIT, TREE, parse_manifest
 from .store.pack import IndexEntry, PackIndex, PackStreamWriter, encode_index
 
@@ -60,7 +61,7 @@ COALESCE_GAP = 256 << 10
 GCS_TOKEN_MODES = ("anon", "google_default", "cloud", "cache")
 SECRET_WORDS = ("secret", "password", "token", "credential", "key")
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int], None]  # (done, total): bytes for ``progress``, objects for ``objects``
 
 
 @dataclass
@@ -107,8 +108,27 @@ def parse_options(items: Iterable[str]) -> dict[str, str]:
                 f"refusing to store {key!r} in .dvx/config: credentials come from the environment "
                 "(AWS_* variables, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS), never from the repository"
             )
+        _refuse_userinfo(value, f"option {key}")
         options[key] = value
     return options
+
+
+def _refuse_userinfo(text: str, what: str) -> None:
+    """Refuse ``scheme://user:password@host`` (an endpoint, or the remote URL itself): it would put a secret in
+    ``.dvx/config``, which is copied, shared and printed, and ``--no-check`` would store it unprobed."""
+    from urllib.parse import urlsplit
+
+    if "://" not in text:
+        return
+    try:
+        netloc = urlsplit(text.strip()).netloc
+    except ValueError:
+        return
+    if "@" in netloc:
+        raise UsageError(
+            f"refusing to store credentials from the {what} in .dvx/config (the part before '@'): they come "
+            "from the environment (AWS_* variables, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS)"
+        )
 
 
 def remote_config(repo: Repo, name: str) -> dict[str, Any]:
@@ -128,10 +148,16 @@ def open_remote(repo: Repo, name: str) -> Backend:
     from .remote.backend import open_backend
 
     cfg = remote_config(repo, name)
-    return open_backend(str(cfg["url"]), dict(cfg.get("options", {})))
+    # A relative folder path (written by an older dvx) means the repository's folder, never the current one.
+    return open_backend(absolute_url(str(cfg["url"]), repo.root), dict(cfg.get("options", {})))
 
 
-def add_remote(repo: Repo, name: str, url: str, options: dict[str, str], *, check: bool = True) -> None:
+def add_remote(repo: Repo, name: str, url: str, options: dict[str, str], *, check: bool = True) -> str:
+    """Add (and unless ``check`` is false, probe) a remote; returns the URL as stored.
+
+    A relative folder path is stored absolute, resolved from the current folder as the user typed it: stored
+    as given it would be resolved again from wherever each later command runs.
+    """
     check_remote_name(name)
     if name in repo.config.get("remotes", {}):
         from .errors import RefExists
@@ -139,11 +165,14 @@ def add_remote(repo: Repo, name: str, url: str, options: dict[str, str], *, chec
         raise RefExists(f"a remote named {name!r} already exists")
     from .remote.backend import open_backend
 
+    _refuse_userinfo(url, "remote URL")
+    url = absolute_url(url)
     backend = open_backend(url, options)  # refuses unknown schemes
     if check:
         backend.check()
     repo.config.setdefault("remotes", {})[name] = {"url": url, "options": options}
     repo.save_config()
+    return url
 
 
 def remove_remote(repo: Repo, name: str) -> None:
@@ -182,14 +211,31 @@ class RemoteView:
             return True
         except ValueError as exc:
             raise RemoteError(f"{self.backend.url}/{MARKER} is not valid JSON") from exc
-        if not isinstance(doc, dict) or doc.get("format") != REMOTE_FORMAT:
-            raise UnsupportedFormat(f"remote {self.backend.url} has format {doc.get('format')!r}, this dvx reads 1")
+        if not isinstance(doc, dict) or "format" not in doc:
+            raise RemoteError(f"{self.backend.url}/{MARKER} is not a dvx remote marker (no format field)")
+        # `type(...) is int`: JSON true is a Python bool, and True == 1 would pass it as format 1.
+        if type(doc["format"]) is not int or doc["format"] != REMOTE_FORMAT:
+            raise UnsupportedFormat(
+                f"remote {self.backend.url} has format {doc['format']!r} in {MARKER}, this dvx reads {REMOTE_FORMAT}"
+            )
         return True
+
+    def require_format(self) -> None:
+        """Refuse a location that is not a dvx remote, or one of another format: every reader does this first
+        (docs/format.md §17.3), before it reads a ref or an index."""
+        if not self.check_format(create=False):
+            # One more request, on this failure path only: a read in a missing bucket is a plain "not found"
+            # on GCS, but a listing says "bucket ... does not exist", which is what the user must hear.
+            self.backend.list("refs/")
+            raise RemoteError(f"{self.backend.url} is not a dvx remote (nothing was pushed there yet)")
 
     def load_indexes(self) -> None:
         """List ``packs/`` once and read the indexes not cached yet (in parallel)."""
+        # Only `packs/<name>.idx` itself: a key deeper under packs/ is no index of this remote (§17.2).
         names = sorted(
-            k.rsplit("/", 1)[-1][: -len(".idx")] for k in self.backend.list("packs/") if k.endswith(".idx")
+            k[len("packs/") : -len(".idx")]
+            for k in self.backend.list("packs/")
+            if k.endswith(".idx") and k.count("/") == 1
         )
         durable.make_dirs(self.cache_dir)
         todo = []
@@ -261,7 +307,7 @@ class RemoteView:
 
     def default_branch(self) -> str | None:
         try:
-            text = self.backend.read("HEAD").decode("utf-8").strip()
+            text = self.backend.read("HEAD").decode("utf-8", "replace").strip()  # a hint: never fatal
         except DvxError as exc:
             if _is_not_found(exc):
                 return None
@@ -270,8 +316,13 @@ class RemoteView:
 
     # -- downloads ------------------------------------------------------------------------------------------
 
-    def fetch_objects(self, ids: Iterable[str], progress: Progress | None = None) -> TransferStats:
-        """Download objects by id (coalesced byte ranges, in parallel), verify them, store them in one pack."""
+    def fetch_objects(
+        self, ids: Iterable[str], progress: Progress | None = None, objects: Progress | None = None
+    ) -> TransferStats:
+        """Download objects by id (coalesced byte ranges, in parallel), verify them, store them in one pack.
+
+        ``progress`` is told bytes received, ``objects`` objects verified and stored, each as (done, total).
+        """
         stats = TransferStats()
         where = self.where()
         wanted: dict[str, list[IndexEntry]] = {}
@@ -299,10 +350,15 @@ class RemoteView:
                     start, end, group = e.offset, e.offset + e.stored_size, [e]
             ranges.append((pack, start, end, group))
         total = sum(e - s for _, s, e, _ in ranges)
-        done = [0]
+        total_objects = sum(len(g) for _, _, _, g in ranges)
+        done = [0, 0]
         lock = threading.Lock()
         self.repo.lock.acquire()  # objects enter the store under the repo lock, like any other write
-        writer = self.repo.store.writer()
+        try:
+            writer = self.repo.store.writer()
+        except BaseException:
+            self.repo.lock.release()
+            raise
 
         def get(item: tuple[str, int, int, list[IndexEntry]]) -> int:
             pack, start, end, group = item
@@ -316,8 +372,11 @@ class RemoteView:
                 writer.add_encoded(oid, e.type, e.codec, e.raw_size, payload)
             with lock:
                 done[0] += end - start
+                done[1] += len(group)
                 if progress is not None:
                     progress(done[0], total)
+                if objects is not None:
+                    objects(done[1], total_objects)
             return len(group)
 
         try:
@@ -336,7 +395,14 @@ class RemoteView:
 
 
 def _verify(oid: str, e: IndexEntry, payload: bytes) -> None:
-    """Decode and hash one received object; nothing unverified enters the store."""
+    """Decode and hash one received object; nothing unverified enters the store.
+
+    The type comes from the remote's index, not from the hashed bytes: a blob relabelled as a tree (or a
+    commit) hashes right, so trees and commits are also parsed. Stored under the wrong type, it would stay in
+    the store for good ("one id, one object"), and every later fetch would skip it as present.
+    """
+    from .model import decode_commit, decode_tree
+
     raw = codec.decode(e.codec, payload, e.raw_size, oid)
     if e.type == CHUNKED:
         parse_manifest(raw, oid)
@@ -344,6 +410,18 @@ def _verify(oid: str, e: IndexEntry, payload: bytes) -> None:
         raise CorruptObject(f"remote served a corrupt or substituted object {oid}", oid)
     elif e.type not in (BLOB, TREE, COMMIT):
         raise CorruptObject(f"remote object {oid} has unknown type {e.type}", oid)
+    elif e.type != BLOB:
+        try:
+            (decode_tree if e.type == TREE else decode_commit)(raw, oid)
+        except CorruptObject as exc:
+            raise CorruptObject(f"remote served object {oid} as a {_TYPE_WORDS[e.type]}, but it is not one ({exc})", oid) from exc
+
+
+_TYPE_WORDS = {TREE: "tree", COMMIT: "commit"}
+
+
+def _fields(e: IndexEntry) -> tuple[bytes, int, int, int, int, int]:
+    return (e.object_id, e.type, e.codec, e.offset, e.stored_size, e.raw_size)
 
 
 def _is_not_found(exc: BaseException) -> bool:
@@ -379,6 +457,9 @@ def objects_to_send(repo: Repo, tips: list[str], remote: RemoteView) -> tuple[li
     def add_file(name: str, file_id: str) -> None:
         seen.add(file_id)
         info = store.info(file_id)
+        if info is None and store.fetcher is not None:
+            data.append(file_id)  # a lazy clone's content not fetched yet: push fetches it, then walks again
+            return
         if info is None:
             raise MissingObject(f"cannot push: content of {name} ({file_id[:16]}) is not in the local store", file_id)
         if info.type != CHUNKED:
@@ -460,8 +541,12 @@ def push(
     *,
     force: bool = False,
     progress: Progress | None = None,
+    objects: Progress | None = None,
 ) -> TransferStats:
-    """Send the objects the remote lacks, then move its refs by compare-and-swap (fast-forward only)."""
+    """Send the objects the remote lacks, then move its refs by compare-and-swap (fast-forward only).
+
+    ``progress`` is told bytes sent, ``objects`` objects sent, each as (done, total), after each pack.
+    """
     view = view_for(repo, remote_name)
     start_requests = view.backend.request_count
     stats = TransferStats()
@@ -489,16 +574,21 @@ def push(
         stats.requests = view.backend.request_count - start_requests
         return stats
     data, meta = objects_to_send(repo, [new for _, new, _ in plan], view)
+    if repo.store.fetcher is not None:
+        data, meta = _fetch_what_a_lazy_clone_lacks(repo, [new for _, new, _ in plan], view, data, meta)
     tmp_dir = repo.dvx / "tmp"
     with repo.lock:
         packs_data = _build_packs(repo, data, tmp_dir) if data else []
     try:
-        total = sum(size for _, _, size, _ in packs_data)
-        done = [0]
+        # A pack the remote already indexes arrived in an earlier, interrupted push: not sent again.
+        send_data = [p for p in packs_data if not _remote_has_pack(view, p[0])]
+        # Totals grow once the metadata packs are built (after the data is up); objects are known now.
+        total = [sum(size for _, _, size, _ in send_data), sum(n for _, _, _, n in send_data) + len(meta)]
+        done = [0, 0]
         lock = threading.Lock()
 
         def upload(item: tuple[str, Path, int, int]) -> None:
-            name, path, size, _ = item
+            name, path, size, count = item
             try:
                 durable.fault("push.before-pack")
                 view.backend.upload_file(f"packs/{name}.pack", str(path))
@@ -508,11 +598,12 @@ def push(
                 raise os_error(exc, f"cannot upload pack {name[:16]}") from exc
             with lock:
                 done[0] += size
+                done[1] += count
                 if progress is not None:
-                    progress(done[0], total)
+                    progress(done[0], total[0])
+                if objects is not None:
+                    objects(done[1], total[1])
 
-        # A pack the remote already indexes arrived in an earlier, interrupted push: not sent again.
-        send_data = [p for p in packs_data if not _remote_has_pack(view, p[0])]
         with ThreadPoolExecutor(max_workers=view.connections) as pool:
             list(pool.map(upload, send_data))
         # Trees and commits only once every object they reference has arrived.
@@ -520,6 +611,8 @@ def push(
             packs_meta = _build_packs(repo, meta, tmp_dir) if meta else []
         try:
             send_meta = [p for p in packs_meta if not _remote_has_pack(view, p[0])]
+            total[0] += sum(size for _, _, size, _ in send_meta)
+            total[1] = sum(n for _, _, _, n in send_data + send_meta)
             for item in send_meta:
                 upload(item)
         finally:
@@ -540,16 +633,42 @@ def push(
         stats.refs_updated.append(ref)
         tracking = f"{REMOTES}{remote_name}/{ref[len(HEADS):]}" if ref.startswith(HEADS) else None
         if tracking:
-            repo.refs.update(tracking, new, repo.refs.get(tracking))
+            # From here on the push has landed: what follows only mirrors it locally or leaves a hint, so a
+            # failure is a warning. Reported as an error, it would make a push that succeeded look lost.
+            try:
+                repo.refs.update(tracking, new, repo.refs.get(tracking))
+            except DvxError as exc:
+                stats.warnings.append(f"could not update {tracking} ({exc}); 'dvx fetch {remote_name}' will")
     # The remote's default branch (for clone) is set once, by the first push of a branch: the current one if
     # it was pushed, else the first branch pushed. A push of tags only leaves it alone.
     pushed = [ref for ref in stats.refs_updated if ref.startswith(HEADS)]
     if pushed:
         branch, _ = repo.head()
         default = HEADS + branch if branch and HEADS + branch in pushed else pushed[0]
-        view.backend.write_if_absent("HEAD", f"ref: {default}\n".encode())
+        try:
+            view.backend.write_if_absent("HEAD", f"ref: {default}\n".encode())
+        except RemoteError as exc:
+            stats.warnings.append(f"could not write the remote's HEAD, a hint for clone ({exc})")
     stats.requests = view.backend.request_count - start_requests
     return stats
+
+
+def _fetch_what_a_lazy_clone_lacks(
+    repo: Repo, tips: list[str], view: RemoteView, data: list[str], meta: list[str]
+) -> tuple[list[str], list[str]]:
+    """A lazy clone pushing to another remote: fetch from its lazy remote, in batches, the contents it has not
+    fetched yet, and plan again with them local (a fetched file may be a manifest whose chunks are to be sent
+    too, and a chunk may itself be a manifest). Each round fetches something new, so this ends."""
+    fetcher = repo.store.fetcher
+    while fetcher is not None:
+        absent = [oid for oid in data + meta if not repo.store.has(oid)]
+        if not absent:
+            break
+        fetcher(absent)  # raises MissingObject naming what the lazy remote lacks too
+        if all(not repo.store.has(oid) for oid in absent):
+            raise MissingObject(f"cannot push: object {absent[0]} could not be fetched", absent[0])
+        data, meta = objects_to_send(repo, tips, view)
+    return data, meta
 
 
 def _remote_has_pack(view: RemoteView, name: str) -> bool:
@@ -572,7 +691,7 @@ def _resolve_push_refs(repo: Repo, refs: list[str] | None) -> list[tuple[str, st
             raise UsageError("nothing to push: HEAD is detached or has no commits (name a branch to push)")
         return [(HEADS + branch, head)]
     out = []
-    for name in refs:
+    for name in dict.fromkeys(refs):  # each ref once: a second swap from the token read before would fail
         if repo.refs.get(HEADS + name) is not None:
             out.append((HEADS + name, repo.refs.get(HEADS + name) or ""))
         elif repo.refs.get(TAGS + name) is not None:
@@ -594,12 +713,13 @@ def is_ancestor(repo: Repo, ancestor: str, descendant: str) -> bool:
 # --- fetch, pull, clone -----------------------------------------------------------------------------------------
 
 
-def fetch(repo: Repo, remote_name: str = "origin", *, progress: Progress | None = None) -> TransferStats:
+def fetch(
+    repo: Repo, remote_name: str = "origin", *, progress: Progress | None = None, objects: Progress | None = None
+) -> TransferStats:
     """Bring the remote's refs, commits, trees and chunk manifests (not file contents: those come lazily)."""
     view = view_for(repo, remote_name)
     start_requests = view.backend.request_count
-    if not view.check_format(create=False):
-        raise RemoteError(f"{view.backend.url} is not a dvx remote (nothing was pushed there yet)")
+    view.require_format()
     # Refs first: a push publishes packs before refs, so every object the refs read here name is in the packs
     # listed after.
     remote_refs = view.refs()
@@ -611,7 +731,17 @@ def fetch(repo: Repo, remote_name: str = "origin", *, progress: Progress | None 
                 oid = e.object_id.hex()
                 if not repo.store.has(oid):
                     wanted.append(oid)
-    stats = view.fetch_objects(wanted, progress) if wanted else TransferStats()
+    stats = view.fetch_objects(wanted, progress, objects) if wanted else TransferStats()
+    # A remote ref must name a commit that is now here: else it would become a local ref to nothing, and the
+    # local fsck and gc would fail on it ever after. Checked for every ref before any ref is set.
+    for ref, (value, _) in remote_refs.items():
+        info = repo.store.info(value)
+        if info is None or info.type != COMMIT:
+            what = "that none of its packs holds" if info is None else "that is not a commit"
+            raise RemoteError(
+                f"remote {view.backend.url} is damaged: its ref {ref} names {value[:16]} {what} "
+                f"(no local ref was changed; run 'dvx fsck --remote {remote_name}')"
+            )
     for ref, (value, _) in remote_refs.items():
         if ref.startswith(HEADS):
             tracking = f"{REMOTES}{remote_name}/{ref[len(HEADS):]}"
@@ -638,6 +768,7 @@ def install_lazy_fetcher(repo: Repo, remote_name: str | None = None) -> None:
     def fetcher(ids: list[str]) -> None:
         if "view" not in state:
             view = view_for(repo, name)
+            view.require_format()
             view.load_indexes()
             state["view"] = view
         state["view"].fetch_objects(ids)
@@ -645,8 +776,19 @@ def install_lazy_fetcher(repo: Repo, remote_name: str | None = None) -> None:
     repo.store.fetcher = fetcher
 
 
-def prefetch_files(repo: Repo, file_ids: Iterable[str], progress: Progress | None = None) -> TransferStats:
-    """Make sure the contents of these files are local, fetching what is missing in one parallel batch."""
+def prefetch_files(
+    repo: Repo,
+    file_ids: Iterable[str],
+    progress: Progress | None = None,
+    *,
+    remote_name: str | None = None,
+    objects: Progress | None = None,
+) -> TransferStats:
+    """Make sure the contents of these files are local, fetching what is missing in one parallel batch.
+
+    From ``remote_name`` if given (``pull`` fetches from the remote it pulls from, which need not be the lazy
+    remote: a repository made by ``init`` has none), else from ``core.lazy_remote``.
+    """
     missing: list[str] = []
     manifests: list[str] = []
     for fid in set(file_ids):
@@ -655,18 +797,19 @@ def prefetch_files(repo: Repo, file_ids: Iterable[str], progress: Progress | Non
             manifests.append(fid)
         elif info.type == CHUNKED:
             missing.extend(c for c, _ in repo.store.file_chunks(fid) if not repo.store.has(c))
-    name = repo.config.get("core", {}).get("lazy_remote")
+    name = remote_name or repo.config.get("core", {}).get("lazy_remote")
     if not (missing or manifests):
         return TransferStats()
     if not name:
         oid = (manifests or missing)[0]
         raise MissingObject(f"object {oid} is missing from the store and no remote is configured to fetch it", oid)
     view = view_for(repo, name)
+    view.require_format()
     view.load_indexes()
     stats = TransferStats()
     if manifests:
         # A file id is either a blob or a manifest; fetching manifests first reveals their chunks.
-        first = view.fetch_objects(manifests, progress)
+        first = view.fetch_objects(manifests, progress, objects)
         stats.objects += first.objects
         stats.bytes += first.bytes
         for fid in manifests:
@@ -674,16 +817,18 @@ def prefetch_files(repo: Repo, file_ids: Iterable[str], progress: Progress | Non
             if info is not None and info.type == CHUNKED:
                 missing.extend(c for c, _ in repo.store.file_chunks(fid) if not repo.store.has(c))
     if missing:
-        second = view.fetch_objects(missing, progress)
+        second = view.fetch_objects(missing, progress, objects)
         stats.objects += second.objects
         stats.bytes += second.bytes
     stats.requests = view.backend.request_count
     return stats
 
 
-def pull(repo: Repo, remote_name: str = "origin", *, progress: Progress | None = None) -> tuple[TransferStats, str]:
+def pull(
+    repo: Repo, remote_name: str = "origin", *, progress: Progress | None = None, objects: Progress | None = None
+) -> tuple[TransferStats, str]:
     """Fetch, then fast-forward the current branch to the remote's; refuse (advising merge) otherwise."""
-    stats = fetch(repo, remote_name)
+    stats = fetch(repo, remote_name, progress=progress, objects=objects)
     branch, head = repo.head()
     if branch is None:
         raise UsageError("cannot pull with a detached HEAD (check out a branch first)")
@@ -699,7 +844,9 @@ def pull(repo: Repo, remote_name: str = "origin", *, progress: Progress | None =
             f"cannot fast-forward {branch} to {remote_name}/{branch}: the histories diverged "
             f"(run 'dvx merge {remote_name}/{branch}')"
         )
-    checkout_with_fetch(repo, theirs, progress=progress, move_branch=(HEADS + branch, head))
+    checkout_with_fetch(
+        repo, theirs, progress=progress, move_branch=(HEADS + branch, head), remote_name=remote_name, objects=objects
+    )
     return stats, "fast-forward"
 
 
@@ -710,21 +857,56 @@ def checkout_with_fetch(
     progress: Progress | None = None,
     move_branch: tuple[str, str | None] | None = None,
     force: bool = False,
+    remote_name: str | None = None,
+    objects: Progress | None = None,
 ) -> None:
-    """Fetch the file contents a checkout needs (only those), then check out and optionally move a branch."""
+    """Fetch the file contents a checkout needs (only those, from ``remote_name`` or else the lazy remote), then
+    check out and optionally move a branch."""
     target = repo.trees.flatten(repo.read_commit(commit_id).tree)
     _, head = repo.refs.head()
     current = repo.trees.flatten(repo.read_commit(head).tree) if head else {}
     needed = [e.id for p, e in target.items() if e.kind == FILE and (p not in current or current[p].id != e.id)]
-    prefetch_files(repo, needed, progress)
+    prefetch_files(repo, needed, progress, remote_name=remote_name, objects=objects)
     if move_branch is not None:
-        ref, old = move_branch
-        with repo.lock:
-            repo.checkout(commit_id, force=force, progress=progress)
-            repo.refs.update(ref, commit_id, old)
-            repo.refs.set_head_symbolic(ref)
+        _fast_forward(repo, move_branch, commit_id, current, target, force=force, progress=progress)
     else:
         repo.checkout(commit_id, force=force, progress=progress)
+
+
+def _fast_forward(
+    repo: Repo,
+    move_branch: tuple[str, str | None],
+    commit_id: str,
+    current: dict[str, Any],
+    target: dict[str, Any],
+    *,
+    force: bool,
+    progress: Progress | None,
+) -> None:
+    """Working tree first (only changed paths), then the branch by compare-and-swap, HEAD on the branch all
+    along, as a merge's fast-forward does. Killed in between, HEAD is still on the old commit and the files are
+    the new ones; the next pull completes it (a path already as the target wants is no conflict). Checking
+    out the commit id instead detached HEAD there, and the next pull refused to run on a detached HEAD."""
+    from .errors import DirtyWorkingTree
+    from .repo import plan_checkout
+
+    ref, old = move_branch
+    with repo.lock:
+        work, cache, _ = repo._work_entries()  # noqa: SLF001 - same package
+        writes, deletes, clashes = plan_checkout(current, target, work, force=force)
+        if clashes:
+            shown = ", ".join(clashes[:10]) + (f" and {len(clashes) - 10} more" if len(clashes) > 10 else "")
+            raise DirtyWorkingTree(
+                f"pull would overwrite uncommitted changes: {shown} (commit them, then pull again)"
+            )
+        repo._apply(writes, deletes, work, cache, progress)  # noqa: SLF001 - same package
+        cache.set_head(commit_id, repo.read_commit(commit_id).tree, target)  # the next status reads no tree
+        repo.refs.update(ref, commit_id, old)
+        repo.refs.set_head_symbolic(ref)
+        try:
+            cache.save()
+        except DvxError:
+            pass  # the stat cache is only a hint
 
 
 def clone(
@@ -735,26 +917,37 @@ def clone(
     checkout: bool = True,
     options: dict[str, str] | None = None,
     progress: Progress | None = None,
+    objects: Progress | None = None,
 ) -> Repo:
     """Make a new repository from a remote: refs and metadata now, file contents when a checkout needs them."""
     from .remote.backend import open_backend
     from .repo import Repo
 
+    _refuse_userinfo(url, "remote URL")
     backend = open_backend(url, options or {})
     name = directory if directory is not None else _default_dir(url)
     dest = Path(name)
+    if os.path.lexists(dest) and not dest.is_dir():
+        raise UsageError(f"destination {dest} exists and is not a folder")
     if dest.exists() and any(dest.iterdir()):
         raise UsageError(f"destination {dest} exists and is not empty")
-    repo = Repo.init(dest)
+    created = not os.path.lexists(dest)
+    repo: Repo | None = None
     try:
-        repo.config.setdefault("remotes", {})["origin"] = {"url": url, "options": dict(options or {})}
+        repo = Repo.init(dest)
+        # Stored absolute: a relative folder path was meant from here, not from wherever a later command runs.
+        stored_url = absolute_url(url)
+        repo.config.setdefault("remotes", {})["origin"] = {"url": stored_url, "options": dict(options or {})}
         repo.config["core"]["lazy_remote"] = "origin"
         repo.save_config()
         del backend
-        fetch(repo, "origin")
+        fetch(repo, "origin", progress=progress, objects=objects)
         view = view_for(repo, "origin")
         tracking = repo.refs.list(f"{REMOTES}origin/")
-        chosen = branch or view.default_branch() or ("main" if "main" in tracking else next(iter(sorted(tracking)), None))
+        head_branch = view.default_branch()
+        if head_branch not in tracking:
+            head_branch = None  # HEAD is only a hint (docs/format.md §17.5): fall back as if it were absent
+        chosen = branch or head_branch or ("main" if "main" in tracking else next(iter(sorted(tracking)), None))
         if chosen is None:
             return repo  # an empty remote: an empty clone, like git
         if chosen not in tracking:
@@ -765,15 +958,39 @@ def clone(
         install_lazy_fetcher(repo)
         if checkout:
             target = repo.trees.flatten(repo.read_commit(commit_id).tree)
-            prefetch_files(repo, [e.id for e in target.values() if e.kind == FILE], progress)
+            prefetch_files(repo, [e.id for e in target.values() if e.kind == FILE], progress, objects=objects)
             # HEAD already names the commit: materialize everything by checking out against an empty tree.
             repo.refs.set_head_detached(commit_id)
             _materialize_all(repo, target, progress)
             repo.refs.set_head_symbolic(HEADS + chosen)
     except BaseException:
-        repo.close()
+        if repo is not None:
+            repo.close()
+        _discard_failed_clone(dest, created)
         raise
     return repo
+
+
+def _discard_failed_clone(dest: Path, created: bool) -> None:
+    """Remove what a failed clone made, so that no empty or partial repository is left looking valid (git does
+    the same): the folder if the clone created it, else everything in it (it was empty before the clone)."""
+    import shutil
+
+    if created:
+        shutil.rmtree(dest, ignore_errors=True)
+        return
+    try:
+        children = list(dest.iterdir())
+    except OSError:
+        return
+    for child in children:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            try:
+                child.unlink()
+            except OSError:
+                pass
 
 
 def _materialize_all(repo: Repo, target: dict[str, Any], progress: Progress | None) -> None:
@@ -799,8 +1016,10 @@ def fsck_remote(repo: Repo, remote_name: str) -> tuple[int, int, dict[str, str]]
     Returns ``(objects checked, bytes checked, {bad id: reason})``. Downloads each pack once, in parallel.
     """
     view = view_for(repo, remote_name)
-    view.load_indexes()
+    view.require_format()
+    # Refs before indexes, as in fetch: a push landing in between must not look like missing objects.
     refs = view.refs()
+    view.load_indexes()
     bad: dict[str, str] = {}
     objects: dict[bytes, tuple[int, bytes]] = {}
     lock = threading.Lock()
@@ -812,10 +1031,14 @@ def fsck_remote(repo: Repo, remote_name: str) -> tuple[int, int, dict[str, str]]
             entries = scan_pack(data, name)
             idx = view.indexes[name]
             idx.validate(len(data))
-            if sorted((e.object_id, e.offset, e.stored_size) for e in entries) != sorted(
-                (e.object_id, e.offset, e.stored_size) for e in idx
-            ):
-                raise CorruptObject(f"remote pack {name} disagrees with its index")
+            # Every field: fetch takes type, codec and sizes from the index, not from the pack's records.
+            # The objects they disagree on are reported; the pack's other objects are still checked below.
+            in_index, in_pack = {_fields(e) for e in idx}, {_fields(e) for e in entries}
+            if in_index != in_pack:
+                with lock:
+                    bad[name] = f"remote pack {name} disagrees with its index"
+                    for f in in_index ^ in_pack:
+                        bad[f[0].hex()] = f"remote pack {name[:16]} and its index disagree on this object"
             for e in entries:
                 payload = data[e.offset : e.offset + e.stored_size]
                 try:
@@ -825,7 +1048,7 @@ def fsck_remote(repo: Repo, remote_name: str) -> tuple[int, int, dict[str, str]]
                         objects[e.object_id] = (e.type, raw if e.type in (TREE, COMMIT, CHUNKED) else b"")
                 except DvxError as exc:
                     with lock:
-                        bad[e.object_id.hex()] = str(exc)
+                        bad.setdefault(e.object_id.hex(), str(exc))
             return len(data)
         except DvxError as exc:
             with lock:
@@ -834,6 +1057,7 @@ def fsck_remote(repo: Repo, remote_name: str) -> tuple[int, int, dict[str, str]]
 
     with ThreadPoolExecutor(max_workers=view.connections) as pool:
         total = sum(pool.map(check, list(view.indexes)))
+
     # Reachability: every object the refs need must be present and good.
     from .model import decode_commit, decode_tree
 

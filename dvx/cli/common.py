@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,11 +31,22 @@ def paint(text: str, code: str) -> str:
     return f"\033[{code}m{text}\033[0m" if color() else text
 
 
+Callback = Callable[[int, int], None]  # (done, total)
+
+
 @contextmanager
-def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
-    """A rich progress bar on stderr when it is a terminal; a no-op callback otherwise."""
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Callback | None]:
+    """A rich progress bar of bytes on stderr when it is a terminal; ``None`` (no callback) otherwise."""
+    with transfer_bar(description, enabled) as (on_bytes, _):
+        yield on_bytes
+
+
+@contextmanager
+def transfer_bar(description: str, enabled: bool = True) -> Iterator[tuple[Callback | None, Callback | None]]:
+    """:func:`progress_bar` that also counts objects (pushes, fetches, clones): yields the ``(bytes, objects)``
+    callbacks, both ``None`` when stderr is not a terminal."""
     if not enabled or not sys.stderr.isatty():
-        yield None
+        yield None, None
         return
     from rich.console import Console
     from rich.progress import (
@@ -51,17 +62,21 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Any]:
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
+        TextColumn("{task.fields[objects]}"),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
     ) as bar:
-        task = bar.add_task(description, total=None)
+        task = bar.add_task(description, total=None, objects="")
 
-        def update(done: int, total: int) -> None:
+        def on_bytes(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total or None)
 
-        yield update
+        def on_objects(done: int, total: int) -> None:
+            bar.update(task, objects=f"{done}/{total} objects")
+
+        yield on_bytes, on_objects
 
 
 def open_repo() -> Any:

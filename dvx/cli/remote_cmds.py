@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .common import err, human, open_repo, out, print_json, progress_bar
+from .common import err, human, open_repo, out, print_json, transfer_bar
 
 remote_app = typer.Typer(help="Manage remotes (any fsspec URL: path, file://, s3://, gs://, memory://).",
                          no_args_is_help=True)
@@ -21,8 +21,8 @@ def remote_add(
     from ..transfer import add_remote, parse_options
 
     repo = open_repo()
-    add_remote(repo, name, url, parse_options(option), check=not no_check)
-    out(f"Added remote {name} -> {url}")
+    stored = add_remote(repo, name, url, parse_options(option), check=not no_check)
+    out(f"Added remote {name} -> {stored}")
 
 
 @remote_app.command("list")
@@ -46,6 +46,9 @@ def remote_remove(name: str = typer.Argument(...)) -> None:
     repo = open_repo()
     remove_remote(repo, name)
     out(f"Removed remote {name}")
+    if repo.config.get("core", {}).get("lazy_remote") == name:
+        err(f"dvx: warning: this repository fetches file contents on demand from {name!r} (it was cloned): "
+            f"contents not fetched yet are unavailable until a remote named {name!r} is added again")
 
 
 def push(
@@ -58,8 +61,10 @@ def push(
     from ..transfer import push as do_push
 
     repo = open_repo()
-    with progress_bar("pushing") as cb:
-        stats = do_push(repo, remote, list(refs or []), force=force, progress=cb)
+    with transfer_bar("pushing") as (cb, objects):
+        stats = do_push(repo, remote, list(refs or []), force=force, progress=cb, objects=objects)
+    for warning in stats.warnings:
+        err(f"dvx: warning: {warning}")
     if as_json:
         print_json(stats.to_json())
         return
@@ -78,8 +83,8 @@ def fetch(
     from ..transfer import fetch as do_fetch
 
     repo = open_repo()
-    with progress_bar("fetching") as cb:
-        stats = do_fetch(repo, remote, progress=cb)
+    with transfer_bar("fetching") as (cb, objects):
+        stats = do_fetch(repo, remote, progress=cb, objects=objects)
     if as_json:
         print_json(stats.to_json())
         return
@@ -97,8 +102,8 @@ def pull(
     from ..transfer import pull as do_pull
 
     repo = open_repo()
-    with progress_bar("pulling") as cb:
-        stats, outcome = do_pull(repo, remote, progress=cb)
+    with transfer_bar("pulling") as (cb, objects):
+        stats, outcome = do_pull(repo, remote, progress=cb, objects=objects)
     for warning in stats.warnings:
         err(f"dvx: warning: {warning}")
     if as_json:
@@ -121,9 +126,9 @@ def clone(
     from ..transfer import clone as do_clone
     from ..transfer import parse_options
 
-    with progress_bar("cloning") as cb:
+    with transfer_bar("cloning") as (cb, objects):
         repo = do_clone(url, directory, branch=branch, checkout=not no_checkout, options=parse_options(option),
-                        progress=cb)
+                        progress=cb, objects=objects)
     b, head = repo.head()
     if head is None:
         err("dvx: warning: the remote is empty")

@@ -39,6 +39,7 @@ __all__ = [
     "RemoteAccessDenied",
     "RemoteUnsupported",
     "open_backend",
+    "absolute_url",
     "validate_key",
     "DEFAULT_CONNECTIONS",
     "CHECK_TIMEOUT",
@@ -632,6 +633,18 @@ def split_bucket_url(url: str, scheme: str) -> tuple[str, str]:
         except RemoteError:
             raise RemoteError(f"invalid remote URL {url!r}: empty, '.' or '..' path component") from None
     return bucket, prefix
+
+
+def absolute_url(url: str, base: str | os.PathLike[str] | None = None) -> str:
+    """``url`` with a relative folder path made absolute against ``base`` (default: the current folder).
+
+    URLs with a scheme, absolute paths and ``~`` paths are returned unchanged: they mean the same from any
+    folder. Does no I/O beyond reading the current folder.
+    """
+    text = url.strip() if isinstance(url, str) else url
+    if not text or _SCHEME_RE.match(text) or text.startswith(("/", "~")):
+        return url
+    return os.path.abspath(os.path.join(base if base is not None else os.getcwd(), text))
 
 
 def open_backend(url: str, options: dict[str, str] | None = None) -> Backend:
