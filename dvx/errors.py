@@ -53,6 +53,11 @@ class DirtyWorkingTree(DvxError):
     """An operation would overwrite or discard uncommitted changes."""
 
 
+class NoWorktree(DvxError):
+    """A command that reads the working tree, in a repository whose files were never checked out
+    (``clone --no-checkout``)."""
+
+
 class NothingToCommit(DvxError):
     """``commit`` without changes and without ``allow_empty``."""
 

@@ -712,7 +712,7 @@ def merge(
     strategy: str = "fail",
     allow_unrelated: bool = False,
     ff: bool = False,
-    update_worktree: bool = True,
+    update_worktree: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> MergeResult:
     """Merge ``revs`` into HEAD (its branch, or HEAD itself when detached); see the module docstring.
@@ -726,11 +726,16 @@ def merge(
     ``merge.strategy``, ``merge.conflicts`` (the count) and, if any, ``merge.conflict_paths`` (a JSON list
     of the first :data:`META_PATHS_LIMIT` paths) in the commit's metadata.
 
-    With ``update_worktree`` (the default) the merge refuses to start over uncommitted changes, and then
-    rewrites only the files that the merge changes. ``update_worktree=False`` writes objects and moves the
-    ref only (for repositories used without a checkout: the working tree is neither checked nor touched).
+    With ``update_worktree`` the merge refuses to start over uncommitted changes, and then rewrites only the
+    files that the merge changes. ``update_worktree=False`` writes objects and moves the ref only: the working
+    tree is neither checked nor touched. The default (None) is False in a repository whose files were never
+    checked out (``clone --no-checkout``, ``Repo.has_worktree``): a service merges datasets there without
+    materializing a file; else True.
     """
     from .repo import plan_checkout, utc_now
+
+    if update_worktree is None:
+        update_worktree = bool(getattr(repo, "has_worktree", True))
 
     if isinstance(revs, str):
         revs = [revs]

@@ -37,6 +37,7 @@ from .errors import (
     MissingObject,
     NotARepository,
     NothingToCommit,
+    NoWorktree,
     RefExists,
     RepositoryExists,
     UnknownRevision,
@@ -246,6 +247,21 @@ class Repo:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def has_worktree(self) -> bool:
+        """False in a repository whose files were never checked out (``clone --no-checkout``): its folder does
+        not hold HEAD's files, so status, commit and merges must not read it as the working tree. The first
+        ``checkout`` materializes HEAD's files and makes it an ordinary repository."""
+        return self.config["core"].get("worktree", True) is not False
+
+    def _require_worktree(self, what: str) -> None:
+        if not self.has_worktree:
+            branch, _ = self.head()
+            raise NoWorktree(
+                f"cannot {what}: no files are checked out here (cloned with --no-checkout); "
+                f"run 'dvx checkout {branch or 'REV'}' first"
+            )
+
     # -- objects ------------------------------------------------------------------------------------
 
     def read_commit(self, commit_id: str) -> Commit:
@@ -430,6 +446,7 @@ class Repo:
         The common case costs one scan and one read of the stat cache: when every scanned path has the stat
         key the cache recorded for HEAD's content, and there are as many as HEAD has, nothing changed.
         """
+        self._require_worktree("show the status")
         result = worktree.scan(self.root)
         cache = StatCache(self.dvx / "index").load()
         _, head_id = self.refs.head()
@@ -481,6 +498,7 @@ class Repo:
         """
         if not message or not message.strip():
             raise EmptyMessage("empty commit message (give one with -m)")
+        self._require_worktree("commit")
         with self.lock:
             branch_ref, head_id = self.refs.head()
             head_tree = self.read_commit(head_id).tree if head_id else None
@@ -628,6 +646,7 @@ class Repo:
             assert rev_a is not None
             return diff_flat(self.trees.flatten(self._tree_of(rev_a)), self.trees.flatten(self._tree_of(rev_b)))
         old = self.trees.flatten(self._tree_of(rev_a)) if rev_a is not None else self.trees.flatten(self._tree_of(None))
+        self._require_worktree("compare with the working tree")
         work, _, _ = self._work_entries()
         return diff_flat(old, work)
 
@@ -651,7 +670,9 @@ class Repo:
             target_tree = self.read_commit(target_id).tree
             target_flat = self.trees.flatten(target_tree)
             _, head_id = self.refs.head()
-            head_flat = self.trees.flatten(self.read_commit(head_id).tree) if head_id else {}
+            # With no files checked out yet (clone --no-checkout), HEAD's files are not here: write all of them.
+            materialized = self.has_worktree
+            head_flat = self.trees.flatten(self.read_commit(head_id).tree) if head_id and materialized else {}
             work, cache, _ = self._work_entries()
             writes, deletes, conflicts = plan_checkout(head_flat, target_flat, work, force=force)
             if conflicts:
@@ -666,6 +687,9 @@ class Repo:
             elif rev != "HEAD":
                 self.refs.set_head_detached(target_id)
             cache.set_head(target_id, target_tree, target_flat)  # the next status compares against this listing
+            if not materialized:
+                del self.config["core"]["worktree"]  # an ordinary repository from now on
+                self.save_config()
             try:
                 cache.save()
             except DvxError:
@@ -754,7 +778,7 @@ class Repo:
         *,
         allow_unrelated: bool = False,
         ff: bool = False,
-        update_worktree: bool = True,
+        update_worktree: bool | None = None,
         progress: Progress | None = None,
     ) -> Any:
         """Merge ``revs`` into HEAD (three-way per path; octopus for several); see :func:`dvx.merge.merge`."""

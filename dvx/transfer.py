@@ -939,6 +939,8 @@ def clone(
         stored_url = absolute_url(url)
         repo.config.setdefault("remotes", {})["origin"] = {"url": stored_url, "options": dict(options or {})}
         repo.config["core"]["lazy_remote"] = "origin"
+        if not checkout:
+            repo.config["core"]["worktree"] = False  # no files are checked out here yet (docs/format.md §14.1)
         repo.save_config()
         del backend
         fetch(repo, "origin", progress=progress, objects=objects)

@@ -247,3 +247,43 @@ def test_push_of_many_small_files_takes_few_requests(tmp_path: Path, make_remote
     stats = push(repo)
     assert stats.objects > 2000
     assert stats.requests < 40, f"{stats.requests} requests for 2,000 files"
+
+
+def test_a_no_checkout_clone_merges_without_files_and_its_first_checkout_writes_every_file(tmp_path: Path) -> None:
+    """A service merges datasets in a `clone --no-checkout` through the plain API call (no working tree is read
+    or written, no file content fetched); a user's first `dvx checkout BRANCH` there materializes the files
+    (without --force), and status and commit refuse until then instead of reading the empty folder as a
+    deletion of everything."""
+    from dvx.errors import NoWorktree
+
+    repo = new_repo(tmp_path / "src")
+    repo.create_branch("labels")
+    repo.checkout("labels")
+    (repo.root / "labels.csv").write_text("id,label\n1,cat\n")
+    repo.commit("labels")
+    repo.checkout("main")
+    (repo.root / "dir0" / "extra.bin").write_bytes(b"more data")
+    repo.commit("more data")
+    remote = str(tmp_path / "remote")
+    add_remote(repo, "origin", remote, {})
+    push(repo, "origin", ["main", "labels"])
+
+    service = clone(remote, tmp_path / "service", checkout=False)
+    assert not service.has_worktree
+    with pytest.raises(NoWorktree, match="dvx checkout main"):
+        service.status()
+    with pytest.raises(NoWorktree):
+        service.commit("would delete everything")
+    result = service.merge(["origin/labels"], "merge labels", "fail")  # the issue's call, nothing else
+    merged = service.read_commit(service.resolve("main"))
+    assert merged.parents == (repo.resolve("main"), repo.resolve("labels")) and result is not None
+    assert sorted(p.name for p in service.root.iterdir()) == [".dvx"]  # no file written
+    assert not [e for idx in service.store.packs().values() for e in idx if e.type == BLOB]  # none fetched
+    push(service, "origin", ["main"])
+
+    user = clone(remote, tmp_path / "user", checkout=False)
+    user.checkout("main")  # no --force: every file of main is written
+    assert user.has_worktree and not user.status()
+    repo_view = clone(remote, tmp_path / "full")
+    assert snapshot(user.root) == snapshot(repo_view.root)
+    assert "labels.csv" in snapshot(user.root)
