@@ -1,7 +1,8 @@
 """Differences between two flat trees ``{path: Entry}`` (pure: no I/O, so hypothesis can test it).
 
 A rename is a path that disappeared while another appeared with the same kind and content id: moving a folder
-stores nothing new and shows as renames. Pairing is deterministic (sorted paths, first match wins).
+stores nothing new and shows as renames. Pairing is deterministic: a source with the same file name first, then
+the first in path order (as git's exact rename detection).
 """
 
 from __future__ import annotations
@@ -93,13 +94,39 @@ def diff_flat(old: Mapping[str, Entry], new: Mapping[str, Entry], *, renames: bo
         for path in deleted:
             e = old[path]
             by_content.setdefault((e.kind, e.id), []).append(path)
-        still_added = []
+        # As git's exact rename detection: a source with the same file name first (old/a.png -> new/a.png
+        # rather than -> new/b.png when both had the same bytes), then the first source left, in path order.
+        by_name: dict[tuple[str, str, str], list[str]] = {}
+        for path in deleted:
+            e = old[path]
+            by_name.setdefault((e.kind, e.id, path.rpartition("/")[2]), []).append(path)
+        for group in by_name.values():
+            group.reverse()  # pop() from the end takes them in path order, in O(1)
+        taken: set[str] = set()
+        pending = []
         for path in added:
             e = new[path]
-            sources = by_content.get((e.kind, e.id))
-            if sources:
-                src = sources.pop(0)
+            same = by_name.get((e.kind, e.id, path.rpartition("/")[2]))
+            if same:
+                src = same.pop()
+                taken.add(src)
                 d.renamed.append(Change("renamed", path, old[src], e, src))
+            else:
+                pending.append(path)
+        still_added: list[str] = []
+        cursor: dict[tuple[str, str], int] = {}  # per content, the first source that may be untaken (amortized O(1))
+        for path in pending:
+            e = new[path]
+            key = (e.kind, e.id)
+            sources = by_content.get(key, [])
+            i = cursor.get(key, 0)
+            while i < len(sources) and sources[i] in taken:
+                i += 1
+            found = sources[i] if i < len(sources) else None
+            cursor[key] = i + 1 if found is not None else i
+            if found is not None:
+                taken.add(found)
+                d.renamed.append(Change("renamed", path, old[found], e, found))
             else:
                 still_added.append(path)
         moved = {c.old_path for c in d.renamed}

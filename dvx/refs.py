@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import durable
-from .errors import CorruptObject, RefConflict, UsageError, os_error
+from .errors import CorruptObject, RefConflict, RefExists, UsageError, os_error
 from .ids import is_id
 
 HEADS = "refs/heads/"
@@ -63,10 +63,8 @@ class RefStore:
     def _read_file(self, path: Path) -> str | None:
         try:
             return path.read_text("utf-8").strip()
-        except FileNotFoundError:
-            return None
-        except IsADirectoryError:
-            return None
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None  # no ref there (a folder of refs, or a/x where the ref a is a file)
         except OSError as exc:
             raise os_error(exc, f"cannot read {path.name}") from exc
 
@@ -99,6 +97,8 @@ class RefStore:
         """Set ``ref`` to ``new`` (None deletes it) if it currently holds ``expected`` (None: must not exist)."""
         path = self.dir / ref
         lock = path.with_name(path.name + ".lock")
+        if new is not None:
+            self._refuse_folder_clash(ref, path)
         try:
             durable.make_dirs(path.parent)
             self._acquire(lock, timeout)
@@ -138,6 +138,29 @@ class RefStore:
                 os.unlink(lock)
             except FileNotFoundError:
                 pass
+
+    def _refuse_folder_clash(self, ref: str, path: Path) -> None:
+        """Refs form folders (``a/b`` is ``refs/heads/a/b``), so ``a`` and ``a/b`` cannot both exist: say which
+        ref is in the way, as git does, rather than the file system's "Is a directory"."""
+        top = ref.split("/", 2)
+        base = self.dir / top[0] / top[1] if len(top) == 3 else self.dir
+        parent = path.parent
+        while parent != base and base in parent.parents:
+            if parent.is_file():
+                taken = parent.relative_to(self.dir).as_posix()
+                raise RefExists(f"'{taken}' exists; cannot create '{ref}'")
+            parent = parent.parent
+        if path.is_dir():
+            inside = next((p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")
+                           and not p.name.endswith(".lock")), None)
+            if inside is None:
+                try:
+                    os.rmdir(path)  # an empty folder left by a crash: no ref is there
+                    return
+                except OSError:
+                    pass  # a ref update in progress inside it (its lock): taken
+            taken = inside.relative_to(self.dir).as_posix() if inside is not None else f"{ref}/..."
+            raise RefExists(f"'{taken}' exists; cannot create '{ref}'")
 
     def _prune_empty_dirs(self, folder: Path, own_lock: Path) -> None:
         """After deleting ``a/b``, remove ``refs/heads/a`` if nothing else is in it (so a branch ``a`` can exist)."""

@@ -292,16 +292,20 @@ class Repo:
         while i < len(rev) and rev[i] not in "~^":
             i += 1
         base, ops = rev[:i], rev[i:]
-        commit = self._resolve_base(base)
+        steps: list[tuple[str, int]] = []
         pos = 0
         while pos < len(ops):
             op = ops[pos]
             pos += 1
+            if op not in "~^":
+                raise UnknownRevision(f"unknown revision {rev!r} (after ~ or ^ only a number may follow)")
             digits = ""
-            while pos < len(ops) and ops[pos].isdigit():
+            while pos < len(ops) and ops[pos] in "0123456789":
                 digits += ops[pos]
                 pos += 1
-            n = int(digits) if digits else 1
+            steps.append((op, int(digits) if digits else 1))
+        commit = self._resolve_base(base)
+        for op, n in steps:
             parents = self.read_commit(commit).parents
             if op == "~":
                 for _ in range(n):
@@ -323,7 +327,8 @@ class Repo:
             if commit is None:
                 raise UnknownRevision("HEAD has no commits yet")
             return commit
-        for ref in (base, HEADS + base, TAGS + base, REMOTES + base):
+        # git's order (gitrevisions): a full ref name, then a tag, a branch, a remote-tracking branch.
+        for ref in (base, TAGS + base, HEADS + base, REMOTES + base):
             if ref.startswith("refs/") and ".." not in ref:
                 try:
                     value = self.refs.get(ref)
@@ -586,7 +591,7 @@ class Repo:
         """History from ``rev`` (default HEAD), newest first; with ``paths``, only commits that changed them,
         simplified as git's default: a merge that kept one parent's version of the paths is followed along that
         parent only (the other side's history of the paths did not reach the result)."""
-        start = self.resolve(rev or "HEAD")
+        start = self.resolve(rev if rev is not None else "HEAD")
         names = self.ref_names()
         norm = [_norm_path(p) for p in paths or []]
         out: list[LogEntry] = []
@@ -677,6 +682,11 @@ class Repo:
             writes, deletes, conflicts = plan_checkout(head_flat, target_flat, work, force=force)
             if conflicts:
                 shown = ", ".join(conflicts[:10]) + (f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else "")
+                if force:  # only untracked files can be in the way then: they are in no commit, never deleted
+                    raise DirtyWorkingTree(
+                        f"checkout would overwrite untracked files: {shown} (they are in no commit: move them away "
+                        "or delete them first)"
+                    )
                 raise DirtyWorkingTree(
                     f"checkout would overwrite uncommitted changes: {shown} (commit them, or use --force to discard them)"
                 )
@@ -808,14 +818,35 @@ class Repo:
         self.refs.update(HEADS + name, target, None)
         return target
 
-    def delete_branch(self, name: str) -> None:
-        current, _ = self.head()
+    def delete_branch(self, name: str, *, force: bool = False) -> str:
+        """Delete a branch; returns the commit it held (to recreate it with ``create_branch``).
+
+        As ``git branch -d``: refused, unless ``force``, when the branch holds commits that neither HEAD nor
+        its remote-tracking branches contain (they would become unreachable, and gc would delete them).
+        """
+        check_ref_name(name, "branch")
+        current, head = self.head()
         value = self.refs.get(HEADS + name)
         if value is None:
             raise UnknownRevision(f"no branch named {name!r}")
         if name == current:
             raise UsageError(f"cannot delete branch {name!r}: it is checked out")
+        if not force:
+            keepers = [head] if head is not None else []
+            keepers += [v for r, v in self.refs.list(REMOTES).items() if r.split("/", 1)[-1] == name]
+            if not any(self._contains(k, value) for k in keepers):
+                raise UsageError(
+                    f"branch {name!r} is not fully merged: its commits would be lost (merge it first, or delete "
+                    f"it anyway with -D; it points at {value[:12]})"
+                )
         self.refs.update(HEADS + name, None, value)
+        return value
+
+    def _contains(self, tip: str, commit: str) -> bool:
+        """True if ``commit`` is ``tip`` or one of its ancestors."""
+        if tip == commit:
+            return True
+        return any(cid == commit for cid, _ in self.iter_commits([tip]))
 
     def create_tag(self, name: str, rev: str = "HEAD") -> str:
         check_ref_name(name, "tag")
@@ -825,11 +856,14 @@ class Repo:
         self.refs.update(TAGS + name, target, None)
         return target
 
-    def delete_tag(self, name: str) -> None:
+    def delete_tag(self, name: str) -> str:
+        """Delete a tag; returns the commit it named."""
+        check_ref_name(name, "tag")
         value = self.refs.get(TAGS + name)
         if value is None:
             raise UnknownRevision(f"no tag named {name!r}")
         self.refs.update(TAGS + name, None, value)
+        return value
 
     # -- integrity and garbage collection ------------------------------------------------------------------
 
@@ -1019,8 +1053,8 @@ def plan_checkout(
             continue
         if same(w, t):
             continue  # already what the target wants
-        if not force and not same(w, h):
-            conflicts.append(path)
+        if not force and not same(w, h) and w is not None:
+            conflicts.append(path)  # a local change the checkout would overwrite (a local deletion loses nothing)
             continue
         if t is None:
             if w is not None and (path in head or force and path in head):

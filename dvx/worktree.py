@@ -96,18 +96,36 @@ class ScanResult:
         return self._files
 
 
-def load_ignore(root: Path) -> Any:
-    """The ``.dvxignore`` of ``root`` as a ``pathspec.GitIgnoreSpec``, or None when there is none."""
-    path = root / IGNORE_FILE
+def load_ignore(folder: Path | str, rel_dir: str = "") -> Any:
+    """The ``.dvxignore`` of ``folder`` as a ``pathspec.GitIgnoreSpec``, or None when there is none.
+
+    ``rel_dir`` (the folder's path in the working tree, ``/``-terminated) only names the file in errors.
+    """
+    path = os.path.join(folder, IGNORE_FILE)
     try:
-        lines = path.read_text("utf-8").splitlines()
-    except FileNotFoundError:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        raise BadPath(f"cannot read {IGNORE_FILE}: {exc}") from exc
+        raise BadPath(f"cannot read {rel_dir}{IGNORE_FILE}: {exc}") from exc
     import pathspec  # only repositories with a .dvxignore pay for importing it
 
     return pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+Ignores = tuple[tuple[str, Any], ...]
+"""The ``.dvxignore`` files that apply in a folder: ``(folder path, spec)`` from the root down."""
+
+
+def _ignored(ignores: Ignores, rel: str) -> bool:
+    """git's rule: the deepest ``.dvxignore`` with a pattern matching ``rel`` decides (its last matching
+    pattern: an exclusion, or a ``!`` re-inclusion); patterns are relative to the folder holding the file."""
+    for prefix, spec in reversed(ignores):
+        result = spec.check_file(rel[len(prefix) :])
+        if result.include is not None:
+            return bool(result.include)
+    return False
 
 
 def select_paths(items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | None) -> dict[str, Entry]:
@@ -149,60 +167,64 @@ def scan(root: Path, *, on_dir: Callable[[str], None] | None = None) -> ScanResu
     warning: anything that is not a regular file, directory or symlink (fifo, socket, device). Names that
     cannot be stored (not UTF-8, hostile) raise :class:`BadPath`, unless ignored.
     """
-    spec = load_ignore(root)
     keys: dict[str, ScanKey] = {}
     warnings: list[str] = []
-    # (relative dir with trailing "/", absolute dir, names on the way down still to be checked): a directory
-    # name is only checked once something inside it is kept, so an ignored or empty folder never fails a scan.
-    stack: list[tuple[str, str, tuple[str, ...]]] = [("", os.fspath(root), ())]
+    # (relative dir with trailing "/", absolute dir, names on the way down still to be checked, the ignore files
+    # that apply): a directory name is only checked once something inside it is kept, so an ignored or empty
+    # folder never fails a scan.
+    stack: list[tuple[str, str, tuple[str, ...], Ignores]] = [("", os.fspath(root), (), ())]
     s_isreg, s_isdir, s_islnk = stat.S_ISREG, stat.S_ISDIR, stat.S_ISLNK
     while stack:
-        rel_dir, abs_dir, unchecked = stack.pop()
+        rel_dir, abs_dir, unchecked, ignores = stack.pop()
         try:
-            it = os.scandir(abs_dir)
+            with os.scandir(abs_dir) as it:
+                listing = list(it)
         except FileNotFoundError:
             if not rel_dir:
                 raise
             continue  # removed while we scanned
         except PermissionError as exc:
             raise os_error(exc, f"cannot read directory {rel_dir or '.'}") from exc
-        with it:
-            for de in it:
-                name = de.name
-                plain = _plain(name)
-                if not plain:
-                    if name in ALWAYS_IGNORED or (not rel_dir and name.startswith(".dvx-init-")):
-                        continue
-                    if name.startswith(".dvx.") and name.endswith(".tmp"):
-                        continue  # a checkout's temp file (left only by a crash)
-                rel = rel_dir + name
-                try:
-                    st = de.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue  # removed while we scanned
-                mode = st.st_mode
-                if s_isdir(mode):
-                    if spec is not None and spec.match_file(rel + "/"):
-                        continue
-                    stack.append((rel + "/", de.path, unchecked if plain else (*unchecked, name)))
+        if any(de.name == IGNORE_FILE for de in listing):
+            spec = load_ignore(abs_dir, rel_dir)  # as git: a folder's ignore file applies below it
+            if spec is not None:
+                ignores = (*ignores, (rel_dir, spec))
+        for de in listing:
+            name = de.name
+            plain = _plain(name)
+            if not plain:
+                if name in ALWAYS_IGNORED or (not rel_dir and name.startswith(".dvx-init-")):
                     continue
-                if spec is not None and spec.match_file(rel):
+                if name.startswith(".dvx.") and name.endswith(".tmp"):
+                    continue  # a checkout's temp file (left only by a crash)
+            rel = rel_dir + name
+            try:
+                st = de.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed while we scanned
+            mode = st.st_mode
+            if s_isdir(mode):
+                if ignores and _ignored(ignores, rel + "/"):
                     continue
-                if s_isreg(mode):
-                    key: ScanKey = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, mode & 0o100 != 0)
-                elif s_islnk(mode):
-                    key = _link_target(de.path, rel)
-                else:
-                    warnings.append(f"skipping special file {rel} (not a regular file, directory or symlink)")
-                    continue
-                # Names are checked only for what is kept: an ignored file or folder may have any name.
-                if unchecked:
-                    for part in unchecked:
-                        _check_kept(rel, part)
-                    unchecked = ()
-                if not plain:
-                    _check_kept(rel, name)
-                keys[rel] = key
+                stack.append((rel + "/", de.path, unchecked if plain else (*unchecked, name), ignores))
+                continue
+            if ignores and _ignored(ignores, rel):
+                continue
+            if s_isreg(mode):
+                key: ScanKey = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, mode & 0o100 != 0)
+            elif s_islnk(mode):
+                key = _link_target(de.path, rel)
+            else:
+                warnings.append(f"skipping special file {rel} (not a regular file, directory or symlink)")
+                continue
+            # Names are checked only for what is kept: an ignored file or folder may have any name.
+            if unchecked:
+                for part in unchecked:
+                    _check_kept(rel, part)
+                unchecked = ()
+            if not plain:
+                _check_kept(rel, name)
+            keys[rel] = key
         if on_dir is not None:
             on_dir(rel_dir)
     return ScanResult(keys, warnings)

@@ -105,6 +105,17 @@ def _parse_kv(items: list[str], flag: str) -> dict[str, str]:
     return result
 
 
+def _repo_path(repo: Any, path: str) -> str:
+    """A path given on the command line, relative to the current folder as in git, as a repository path."""
+    here = os.path.relpath(os.getcwd(), repo.root)
+    joined = os.path.normpath(os.path.join(here, path)) if here != "." else os.path.normpath(path)
+    if os.path.isabs(path):
+        joined = os.path.relpath(os.path.normpath(path), repo.root)
+    if joined == ".." or joined.startswith("../"):
+        raise UsageError(f"{path!r} is outside the repository at {repo.root}")
+    return "" if joined == "." else joined
+
+
 @app.command()
 def log(
     rev: str | None = typer.Argument(None, help="Start revision (default HEAD)."),
@@ -126,7 +137,7 @@ def log(
         rev, path_list = (before[0] if before else None), after
     else:
         rev, path_list = (positional[0] if positional else None), positional[1:]
-    entries = repo.log(rev, limit=n, paths=path_list)
+    entries = repo.log(rev, limit=n, paths=[_repo_path(repo, p) for p in path_list])
     if as_json:
         print_json([e.to_json() for e in entries])
         return
@@ -289,16 +300,21 @@ def checkout(
 def branch(
     name: str = typer.Argument(None, help="Branch to create."),
     rev: str = typer.Argument("HEAD", help="Where it starts."),
-    delete: str = typer.Option(None, "-d", "--delete", help="Delete this branch."),
+    delete: str = typer.Option(None, "-d", "--delete", help="Delete this branch (refused if not fully merged)."),
+    force_delete: str = typer.Option(None, "-D", help="Delete this branch even if its commits are merged nowhere."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List, create or delete branches."""
     repo = open_repo()
-    if delete:
-        repo.delete_branch(delete)
-        out(f"Deleted branch {delete}")
+    if delete is not None or force_delete is not None:
+        if delete is not None and force_delete is not None:
+            raise UsageError("give -d or -D, not both")
+        gone = delete if delete is not None else force_delete
+        assert gone is not None
+        was = repo.delete_branch(gone, force=force_delete is not None)
+        out(f"Deleted branch {gone} (was {was[:12]})")
         return
-    if name:
+    if name is not None:
         cid = repo.create_branch(name, rev)
         out(f"Created branch {name} at {cid[:12]}")
         return
@@ -321,11 +337,11 @@ def tag(
 ) -> None:
     """List, create or delete tags."""
     repo = open_repo()
-    if delete:
-        repo.delete_tag(delete)
-        out(f"Deleted tag {delete}")
+    if delete is not None:
+        was = repo.delete_tag(delete)
+        out(f"Deleted tag {delete} (was {was[:12]})")
         return
-    if name:
+    if name is not None:
         cid = repo.create_tag(name, rev)
         out(f"Tagged {cid[:12]} as {name}")
         return

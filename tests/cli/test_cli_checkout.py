@@ -121,8 +121,12 @@ def test_checkout_touches_only_files_that_differ(repo: Repo, run_dvx, write_file
     unchanged = [*(repo.root / "same").iterdir(), repo.root / "big.bin"]
     stats = {p: os.stat(p) for p in unchanged}
     changed_ino = os.stat(repo.root / "changes.txt").st_ino
-    run_dvx(["checkout", c1], repo.root, check=True)
-    run_dvx(["checkout", "main"], repo.root, check=True)
+    pin = os.open(repo.root / "changes.txt", os.O_RDONLY)  # keeps the old inode alive: its number is not reused
+    try:
+        run_dvx(["checkout", c1], repo.root, check=True)
+        run_dvx(["checkout", "main"], repo.root, check=True)
+    finally:
+        os.close(pin)
     for p, st in stats.items():
         now = os.stat(p)
         assert (now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns), p

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dvx.ids import hash_bytes
 from dvx.repo import Repo
+from dvx.store import LOOSE_THRESHOLD
 
 
 def flip_byte(path: Path, offset: int) -> None:
@@ -69,7 +70,8 @@ def test_fsck_finds_a_flipped_byte_in_a_loose_object(repo: Repo, run_dvx, write_
 def test_fsck_finds_a_flipped_byte_in_a_chunk(repo: Repo, run_dvx, write_files) -> None:
     files = populated(repo, write_files)
     file_id = hash_bytes(files["chunked/big.bin"])
-    chunk_id = repo.store.file_chunks(file_id)[1][0]
+    # A chunk stored loose (>= 512 KiB; random data can also cut smaller chunks, which go into a pack).
+    chunk_id = next(c for c, n in repo.store.file_chunks(file_id) if n >= LOOSE_THRESHOLD)
     path = repo.store.loose_path(chunk_id)
     flip_byte(path, path.stat().st_size - 10)
     r = run_dvx(["fsck"], repo.root, check=False)
@@ -86,7 +88,7 @@ def test_fsck_finds_a_missing_object(repo: Repo, run_dvx, write_files) -> None:
 
 def test_fsck_finds_a_damaged_pack_index(repo: Repo, run_dvx, write_files) -> None:
     populated(repo, write_files)
-    (idx,) = repo.store.pack_dir.glob("*.idx")
+    idx = sorted(repo.store.pack_dir.glob("*.idx"))[0]  # a commit on several threads may write several packs
     flip_byte(idx, 100)
     r = run_dvx(["fsck"], repo.root, check=False)
     assert r.returncode != 0 and idx.stem in r.stderr and "Traceback" not in r.stderr
@@ -94,7 +96,7 @@ def test_fsck_finds_a_damaged_pack_index(repo: Repo, run_dvx, write_files) -> No
 
 def test_fsck_finds_a_truncated_pack(repo: Repo, run_dvx, write_files) -> None:
     populated(repo, write_files)
-    (pack,) = repo.store.pack_dir.glob("*.pack")
+    pack = sorted(repo.store.pack_dir.glob("*.pack"))[0]
     with open(pack, "r+b") as fh:
         fh.truncate(pack.stat().st_size - 8)
     r = run_dvx(["fsck"], repo.root, check=False)
@@ -120,7 +122,7 @@ def test_gc_removes_what_a_deleted_branch_held_and_keeps_the_rest(repo: Repo, ru
     r = json.loads(run_dvx(["gc", "--grace", "0", "--json"], repo.root, check=True).stdout)
     assert r["objects_removed"] == 0 and feature_loose.is_file()
 
-    run_dvx(["branch", "-d", "feature"], repo.root, check=True)
+    run_dvx(["branch", "-D", "feature"], repo.root, check=True)
     kept_young = json.loads(run_dvx(["gc", "--json"], repo.root, check=True).stdout)  # default grace: 1 hour
     assert kept_young["objects_removed"] == 0 and feature_loose.is_file()
     dry = json.loads(run_dvx(["gc", "--grace", "0", "--dry-run", "--json"], repo.root, check=True).stdout)

@@ -88,7 +88,7 @@ def test_gc_fails_closed_when_a_ref_is_unreadable(repo: Repo, run_dvx, write_fil
     write_files(repo.root, {"b.bin": doomed})
     run_dvx(["commit", "-m", "on doomed"], repo.root, check=True)
     run_dvx(["checkout", "main"], repo.root, check=True)
-    run_dvx(["branch", "-d", "doomed"], repo.root, check=True)
+    run_dvx(["branch", "-D", "doomed"], repo.root, check=True)
     (repo.dvx / "refs" / "tags" / "broken").write_text("not a commit id\n")
     objects = sorted(p for p in (repo.dvx / "objects").rglob("*") if p.is_file())
     r = run_dvx(["gc", "--grace", "0"], repo.root, check=False)

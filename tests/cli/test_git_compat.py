@@ -10,8 +10,10 @@ Two kinds of tests, all through the real CLI (setup of small histories may use t
   incl. absolute/dangling/dir links, file<->symlink and exec-bit-only changes) over a sample of its commits,
   compared with ``git diff``, ``git status``, ``git log``, ``git ls-tree`` and ``git archive``.
 
-A test marked ``xfail(strict=True)`` documents a discrepancy that is a dvx bug (the reason says what git does);
-when the bug is fixed the test passes, strict mode turns that red, and the marker must then be removed.
+Every discrepancy this file found (revision typos, tag-before-branch resolution, ``branch -d`` of unmerged work,
+rename pairing by file name, ``log -- PATH`` relative to the current folder, ref/folder name clashes, empty
+names, a locally deleted file at checkout, the ``--force`` refusal message, nested ``.dvxignore`` files) was
+fixed; the tests stay as regression tests.
 """
 
 from __future__ import annotations
@@ -301,10 +303,6 @@ def test_diff_between_commits_matches_git_name_status(twin: Twin) -> None:
     assert {(c["from"], c["path"]) for c in d["renamed"]} == git_exact_renames(twin.root, a[0], b[0])
 
 
-@pytest.mark.xfail(reason="BUG: among several deleted files with the same content, dvx pairs a rename with the "
-                   "first deleted path in sort order (old/alpha.svg -> new/zeta.svg, old/zeta.svg deleted); git's exact "
-                   "rename detection prefers the source with the same basename (old/zeta.svg -> new/zeta.svg). Fix: "
-                   "dvx/diff.py diff_flat rename pairing", strict=True)
 def test_diff_exact_rename_prefers_same_basename_like_git(twin: Twin) -> None:
     put(twin.root, {"old/alpha.svg": "same", "old/zeta.svg": "same", "keep": "k"})
     a = twin.commit("c1")
@@ -361,9 +359,6 @@ def test_log_json_fields(twin: Twin) -> None:
     assert doc[0]["refs"] == ["HEAD -> main"] and doc[1]["refs"] == ["tag: v1"]
 
 
-@pytest.mark.xfail(reason="BUG: `dvx log -- PATH` run in a subfolder reads PATH from the repository root (`-- f` in "
-                   "sub/ finds nothing, `-- .` lists every commit); git reads pathspecs relative to the current "
-                   "directory. Fix: dvx/cli/main.py log (or Repo.log) should map paths through os.getcwd()", strict=True)
 def test_log_path_is_relative_to_the_current_folder_like_git(twin: Twin) -> None:
     put(twin.root, {"sub/f": "1", "top": "1"})
     twin.commit("c1")
@@ -427,20 +422,12 @@ def test_revisions_git_refuses_are_one_line_errors(linear_shared: Twin, rev: str
     one_line_error(dvx_resolve(linear_shared, rev))
 
 
-@pytest.mark.xfail(reason="BUG: Repo.resolve treats any character after ~N/^N as one more `^` step, so `HEAD~0x` "
-                   "silently names HEAD^ (and `dvx checkout HEAD~0x` moves the tree there); git refuses such a revision "
-                   "('unknown revision'). Fix: dvx/repo.py Repo.resolve must reject anything but ~ ^ and digits",
-                   strict=True)
 @pytest.mark.parametrize("rev", ["HEAD~0x", "HEAD~x", "HEAD~1-", "main^1y", "v1^0{"])
 def test_revision_with_trailing_garbage_is_refused_like_git(linear_shared: Twin, rev: str) -> None:
     assert git(linear_shared.root, "rev-parse", "--verify", "-q", rev, check=False).returncode != 0
     one_line_error(dvx_resolve(linear_shared, rev))
 
 
-@pytest.mark.xfail(reason="BUG: when a branch and a tag share a name, dvx resolves the name to the branch; git's "
-                   "revision rules (gitrevisions: refs/tags/<name> before refs/heads/<name>) pick the tag, with a "
-                   "'refname is ambiguous' warning. Fix: dvx/repo.py Repo._resolve_base lookup order (checkout "
-                   "must still prefer the branch, as git checkout does)", strict=True)
 def test_name_that_is_both_branch_and_tag_resolves_to_the_tag_like_git(linear_shared: Twin) -> None:
     t = linear_shared
     git(t.root, "branch", "amb", "HEAD")
@@ -483,10 +470,6 @@ def test_branch_edge_cases_like_git(linear: Twin) -> None:
     one_line_error(t.dvx("tag", "-d", "nope"))
 
 
-@pytest.mark.xfail(reason="BUG: `dvx branch -d` deletes a branch whose commits no other ref reaches (and prints no "
-                   "id to recover them; gc then removes them); git -d refuses 'not fully merged' and asks for -D. "
-                   "Fix: dvx/repo.py Repo.delete_branch (check reachability) + a -D/--force flag in dvx/cli/main.py",
-                   strict=True)
 def test_deleting_an_unmerged_branch_is_refused_like_git(one_commit: Twin) -> None:
     t = one_commit
     def feature(r: Repo) -> None:
@@ -501,11 +484,6 @@ def test_deleting_an_unmerged_branch_is_refused_like_git(one_commit: Twin) -> No
     assert "feat" in json.loads(t.dvx("branch", "--json", check=True).stdout)["branches"]
 
 
-@pytest.mark.xfail(reason="BUG: a ref name that clashes with an existing ref folder (branch `a` when `a/b` exists, or "
-                   "`a/x` when `a` exists) fails with an OS message naming an internal temp file, e.g. 'cannot update "
-                   "refs/heads/a: Is a directory (.../refs/heads/.a.123.new)'; git says \"'refs/heads/a/b' exists; "
-                   "cannot create 'refs/heads/a'\". Fix: dvx/refs.py RefStore.update (or Repo.create_branch/create_tag)",
-                   strict=True)
 @pytest.mark.parametrize("kind,first,second", [("branch", "a/b", "a"), ("tag", "a", "a/x")])
 def test_ref_name_clashing_with_a_ref_folder_is_a_clear_error(one_commit: Twin, kind: str, first: str, second: str) -> None:
     t = one_commit
@@ -517,10 +495,6 @@ def test_ref_name_clashing_with_a_ref_folder_is_a_clear_error(one_commit: Twin, 
     assert f"'{first}'" in line or f"refs/{'heads' if kind == 'branch' else 'tags'}/{first}'" in line, line
 
 
-@pytest.mark.xfail(reason="BUG: an empty name is taken as 'no argument': `dvx branch -d ''`, `tag -d ''`, "
-                   "`branch ''` and `tag ''` list refs and exit 0, `log ''` logs HEAD; git refuses each ('branch '' not "
-                   "found', 'not a valid branch name', 'ambiguous argument'). Fix: dvx/cli/main.py branch/tag/log "
-                   "should test `is not None`, not truthiness", strict=True)
 @pytest.mark.parametrize("args", [["branch", "-d", ""], ["tag", "-d", ""], ["branch", ""], ["tag", ""], ["log", ""]])
 def test_empty_names_are_errors_like_git(linear_shared: Twin, args: list[str]) -> None:
     assert git(linear_shared.root, *args, check=False).returncode != 0
@@ -617,10 +591,6 @@ def _local_change_case(tmp: Path, run_dvx: RunDvx, v0: dict[str, Any], v1: dict[
     return d, g.returncode, results[1]
 
 
-@pytest.mark.xfail(reason="BUG: a file deleted locally (not committed) that differs between HEAD and the target makes "
-                   "`dvx checkout` refuse ('would overwrite uncommitted changes: a'); git checks out and restores the "
-                   "target's version, since a missing file has nothing to lose. Fix: dvx/repo.py plan_checkout "
-                   "(w is None is not a conflict)", strict=True)
 def test_checkout_restores_a_locally_deleted_file_like_git(tmp_path: Path, run_dvx: RunDvx) -> None:
     d, git_rc, root = _local_change_case(tmp_path, run_dvx, {"a": "1", "b": "b"}, {"a": "2", "b": "b"},
                                          lambda r: (r / "a").unlink())
@@ -629,9 +599,6 @@ def test_checkout_restores_a_locally_deleted_file_like_git(tmp_path: Path, run_d
     assert (root / "a").read_text() == "1"
 
 
-@pytest.mark.xfail(reason="BUG: `dvx checkout --force` refuses when untracked files sit in a folder where the target "
-                   "has a file, and its message says 'use --force to discard them' although --force was given (git -f "
-                   "removes them). Fix: dvx/repo.py Repo.checkout message (or plan_checkout with force)", strict=True)
 def test_forced_checkout_refusal_does_not_suggest_force(tmp_path: Path, run_dvx: RunDvx) -> None:
     root = tmp_path / "r"
     Repo.init(root).close()
@@ -669,9 +636,6 @@ def test_dvxignore_matches_gitignore(twin: Twin) -> None:
     assert dvx_status(twin.run_dvx, twin.root) == git_status(twin.root)
 
 
-@pytest.mark.xfail(reason="GAP: only the root .dvxignore is read; a .dvxignore in a subfolder is ignored (git applies "
-                   "every nested .gitignore to its folder). Issue 3 says 'gitignore syntax' without naming nested files. "
-                   "Fix: dvx/worktree.py load_ignore/scan", strict=True)
 def test_nested_dvxignore_applies_to_its_folder_like_git(twin: Twin) -> None:
     put(twin.root, {"nested/n.tmp": "1", "nested/inner/n.tmp": "1", "top.tmp": "1", "nested/ok": "1"})
     rules = "*.tmp\n!inner/n.tmp\n"

@@ -38,7 +38,7 @@ def test_gc_keeps_the_chunks_under_a_manifest_used_as_a_chunk(tmp_path: Path) ->
     # Only a flat copy of v2 stays reachable: X is now referenced only as a chunk of Y.
     repo.squash("HEAD", "flat", branch="flat")
     repo.checkout("flat")
-    repo.delete_branch("main")
+    repo.delete_branch("main", force=True)
     report = repo.gc(grace_seconds=0)
     assert report.objects_removed > 0  # v1 and v2's commits went
     assert repo.fsck().ok
