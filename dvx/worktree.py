@@ -159,7 +159,12 @@ def _plain(name: str) -> bool:
     return name.isascii() and name.isprintable() and name[0] != "." and len(name) <= MAX_NAME_BYTES
 
 
-def scan(root: Path, *, on_dir: Callable[[str], None] | None = None) -> ScanResult:
+_Folder = tuple[str, str, tuple[str, ...], Ignores]
+"""A folder to scan: (relative path with a trailing "/", absolute path, names on the way down still to be checked,
+the ignore files that apply). A folder's name is only checked once something inside it is kept, so an ignored
+or empty folder never fails a scan."""
+
+def scan(root: Path) -> ScanResult:
     """Every file and symlink under ``root`` that is not ignored, keyed by ``/``-separated relative path.
 
     Skipped silently, at any depth: ``.dvx`` and ``.git`` (a repository or a git clone inside the dataset, as
@@ -169,65 +174,68 @@ def scan(root: Path, *, on_dir: Callable[[str], None] | None = None) -> ScanResu
     """
     keys: dict[str, ScanKey] = {}
     warnings: list[str] = []
-    # (relative dir with trailing "/", absolute dir, names on the way down still to be checked, the ignore files
-    # that apply): a directory name is only checked once something inside it is kept, so an ignored or empty
-    # folder never fails a scan.
-    stack: list[tuple[str, str, tuple[str, ...], Ignores]] = [("", os.fspath(root), (), ())]
-    s_isreg, s_isdir, s_islnk = stat.S_ISREG, stat.S_ISDIR, stat.S_ISLNK
-    while stack:
-        rel_dir, abs_dir, unchecked, ignores = stack.pop()
-        try:
-            with os.scandir(abs_dir) as it:
-                listing = list(it)
-        except FileNotFoundError:
-            if not rel_dir:
-                raise
-            continue  # removed while we scanned
-        except PermissionError as exc:
-            raise os_error(exc, f"cannot read directory {rel_dir or '.'}") from exc
-        if any(de.name == IGNORE_FILE for de in listing):
-            spec = load_ignore(abs_dir, rel_dir)  # as git: a folder's ignore file applies below it
-            if spec is not None:
-                ignores = (*ignores, (rel_dir, spec))
-        for de in listing:
-            name = de.name
-            plain = _plain(name)
-            if not plain:
-                if name in ALWAYS_IGNORED or (not rel_dir and name.startswith(".dvx-init-")):
-                    continue
-                if name.startswith(".dvx.") and name.endswith(".tmp"):
-                    continue  # a checkout's temp file (left only by a crash)
-            rel = rel_dir + name
-            try:
-                st = de.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # removed while we scanned
-            mode = st.st_mode
-            if s_isdir(mode):
-                if ignores and _ignored(ignores, rel + "/"):
-                    continue
-                stack.append((rel + "/", de.path, unchecked if plain else (*unchecked, name), ignores))
-                continue
-            if ignores and _ignored(ignores, rel):
-                continue
-            if s_isreg(mode):
-                key: ScanKey = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, mode & 0o100 != 0)
-            elif s_islnk(mode):
-                key = _link_target(de.path, rel)
-            else:
-                warnings.append(f"skipping special file {rel} (not a regular file, directory or symlink)")
-                continue
-            # Names are checked only for what is kept: an ignored file or folder may have any name.
-            if unchecked:
-                for part in unchecked:
-                    _check_kept(rel, part)
-                unchecked = ()
-            if not plain:
-                _check_kept(rel, name)
-            keys[rel] = key
-        if on_dir is not None:
-            on_dir(rel_dir)
+    todo: list[_Folder] = []
+    # One thread: a second one makes it slower (measured, 20,000 files in 200 folders: 0.07 s on one thread,
+    # 0.17 s on two), as every lstat hands the GIL over.
+    _scan_folder(("", os.fspath(root), (), ()), keys, warnings, todo)
+    while todo:
+        _scan_folder(todo.pop(), keys, warnings, todo)
     return ScanResult(keys, warnings)
+
+
+def _scan_folder(folder: _Folder, keys: dict[str, ScanKey], warnings: list[str], todo: list[_Folder]) -> None:
+    """Add the kept files and symlinks of one folder to ``keys`` and its subfolders to ``todo``."""
+    rel_dir, abs_dir, unchecked, ignores = folder
+    s_isreg, s_isdir, s_islnk = stat.S_ISREG, stat.S_ISDIR, stat.S_ISLNK
+    try:
+        with os.scandir(abs_dir) as it:
+            listing = list(it)
+    except FileNotFoundError:
+        if not rel_dir:
+            raise
+        return  # removed while we scanned
+    except PermissionError as exc:
+        raise os_error(exc, f"cannot read directory {rel_dir or '.'}") from exc
+    if any(de.name == IGNORE_FILE for de in listing):
+        spec = load_ignore(abs_dir, rel_dir)  # as git: a folder's ignore file applies below it
+        if spec is not None:
+            ignores = (*ignores, (rel_dir, spec))
+    for de in listing:
+        name = de.name
+        plain = _plain(name)
+        if not plain:
+            if name in ALWAYS_IGNORED or (not rel_dir and name.startswith(".dvx-init-")):
+                continue
+            if name.startswith(".dvx.") and name.endswith(".tmp"):
+                continue  # a checkout's temp file (left only by a crash)
+        rel = rel_dir + name
+        try:
+            st = de.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed while we scanned
+        mode = st.st_mode
+        if s_isdir(mode):
+            if ignores and _ignored(ignores, rel + "/"):
+                continue
+            todo.append((rel + "/", de.path, unchecked if plain else (*unchecked, name), ignores))
+            continue
+        if ignores and _ignored(ignores, rel):
+            continue
+        if s_isreg(mode):
+            key: ScanKey = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, mode & 0o100 != 0)
+        elif s_islnk(mode):
+            key = _link_target(de.path, rel)
+        else:
+            warnings.append(f"skipping special file {rel} (not a regular file, directory or symlink)")
+            continue
+        # Names are checked only for what is kept: an ignored file or folder may have any name.
+        if unchecked:
+            for part in unchecked:
+                _check_kept(rel, part)
+            unchecked = ()
+        if not plain:
+            _check_kept(rel, name)
+        keys[rel] = key
 
 
 def _link_target(path: str, rel: str) -> str:

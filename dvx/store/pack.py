@@ -94,10 +94,12 @@ class PackIndex:
 
     def __init__(self, data: bytes, name: str, pack_size: int | None = None) -> None:
         self.name = name
-        if len(data) < INDEX_HEADER.size + 32 or data[:8] != INDEX_MAGIC:
-            if data[:6] == INDEX_MAGIC[:6]:
-                raise UnsupportedFormat(f"pack index {name} has format {data[6:8]!r}, this dvx reads 01")
+        if data[:6] == INDEX_MAGIC[:6] and data[:8] != INDEX_MAGIC:
+            raise UnsupportedFormat(f"pack index {name} has format {data[6:8]!r}, this dvx reads 01")
+        if data[:8] != INDEX_MAGIC:
             raise CorruptObject(f"pack index {name} is not a dvx index")
+        if len(data) < INDEX_HEADER.size + 32:
+            raise CorruptObject(f"pack index {name} is truncated ({len(data)} bytes)")
         if blake3.blake3(data[:-32]).digest() != data[-32:]:
             raise CorruptObject(f"pack index {name} fails its checksum (truncated or damaged)")
         _, self.pack_hash, self._count = INDEX_HEADER.unpack_from(data, 0)
