@@ -11,6 +11,9 @@ Layout, version 1::
                                    noatime/relatime mounts do not keep. An object's own mtime is its creation,
                                    so a use within :data:`FRESH_SECONDS` of it writes no stamp (one syscall per
                                    file saved on the checkout right after an extraction)
+    <cache>/v1/used/log/<t>.*.ids  a usage log: the raw 32-byte ids a checkout used, at time <t> (ns, in the
+                                   name): one file per checkout instead of a stamp per object
+    <cache>/v1/used/log/<t>.*.last a summary of folded logs: records of (32-byte id, u64 last use in ns)
     <cache>/v1/pins/<key>.json     ids that prune must keep for a symlink-mode checkout (see "Pins")
     <cache>/v1/tmp/                temp files; a crash leaves only these, and prune removes them after a day
     <cache>/v1/prune.lock          flock: one pruner at a time
@@ -19,9 +22,10 @@ Invariants:
 
 - An object file is published complete or not at all. Its bytes come from ``ObjectStore.iter_file`` (which
   verifies every chunk, and the whole, against the id) or from the other, trusted variant; the byte count must
-  equal the size the tree records. They go to an ``O_EXCL`` temp file in ``tmp/`` (same file system), which is
-  fsynced and chmod'ed, then ``link``ed to its name (create-only). Two processes extracting the same object
-  both succeed; the second drops its temp. Directories are not fsynced: a name lost in a power cut costs a
+  equal the size the tree records. They go to a temp file (an anonymous ``O_TMPFILE`` inode in the object's
+  folder, else an ``O_EXCL`` file in ``tmp/``), which is made durable (fsync, or one ``syncfs`` per group) and
+  chmod'ed, then ``link``ed to its name (create-only). Two processes extracting the same object both succeed;
+  the second drops its temp. Directories are not fsynced: a name lost in a power cut costs a
   re-extraction, never wrong bytes.
 - An object file is never written in place. It is trusted when it is a regular file of the expected size with
   exactly the expected mode (no write bits); anything else is replaced atomically (``rename``). Only
@@ -69,6 +73,11 @@ EXEC_MODE = 0o555
 EXEC_SUFFIX = ".x"
 TEMP_MAX_AGE = 86400.0
 FRESH_SECONDS = 600.0
+# Uses of at least this many objects at once are recorded in one usage log (``used/log/``), not as stamps.
+USE_LOG_FROM = 64
+USE_LOGS_FOLD = 64  # more usage logs than this are folded into one summary
+USE_LOG_SUFFIX = ".ids"
+USE_SUMMARY_SUFFIX = ".last"
 PIN_GRACE = 86400.0
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): Linux clone-file ioctl (btrfs, XFS, bcachefs...)
 
@@ -359,6 +368,7 @@ class Cache:
         self._objects = str(self.objects_dir)
         self._tmp = str(self.tmp_dir)
         self._used = str(self.used_dir)
+        self._logs = f"{self._used}/log"
         self._lock = threading.Lock()
         self._dirs: set[str] = set()
         self._ready = False
@@ -442,6 +452,7 @@ class Cache:
         lstat, isreg, imode, objects = os.lstat, stat.S_ISREG, stat.S_IMODE, self._objects
         stale = time.time() - FRESH_SECONDS
         hits = 0
+        used: list[str] = []
         for oid, size, exe in keys:
             try:
                 st: os.stat_result | None = lstat(f"{objects}/{oid[:2]}/{oid[2:]}{EXEC_SUFFIX if exe else ''}")
@@ -454,10 +465,11 @@ class Cache:
             ):
                 hits += 1
                 if st.st_mtime < stale:
-                    self.touch(oid)
+                    used.append(oid)
                 out.append(st)
             else:
                 out.append(None)
+        self.record_uses(used)
         with self._lock:
             self.hits += hits
         return out
@@ -615,6 +627,99 @@ class Cache:
     def publisher(self) -> Publisher:
         return Publisher(self)
 
+    def record_uses(self, object_ids: Sequence[str]) -> None:
+        """Record a use of many objects at once (a checkout's) for LRU eviction: one usage log file, instead of
+        a stamp per object (measured: 20,000 stamps cost a warm checkout 0.1 s; a log costs a millisecond).
+
+        A hint, as stamps are: errors are not raised. Logs are folded into one summary by the next writer
+        that finds more than :data:`USE_LOGS_FOLD` of them.
+        """
+        if not object_ids:
+            return
+        if len(object_ids) < USE_LOG_FROM:
+            for oid in object_ids:
+                self.touch(oid)
+            return
+        try:
+            self.setup()
+            os.makedirs(self._logs, exist_ok=True)
+            body = b"".join(bytes.fromhex(oid) for oid in object_ids)
+            name = f"{time.time_ns():020d}.{_TEMP_PREFIX}.{next(_temp_counter)}{USE_LOG_SUFFIX}"
+            tmp, fd = self.new_temp(mode=0o644)
+            try:
+                write_all(fd, body)
+            finally:
+                os.close(fd)
+            os.replace(tmp, f"{self._logs}/{name}")  # whole or absent; not fsynced: losing a hint costs nothing
+        except OSError:
+            return
+        try:
+            if sum(1 for n in os.listdir(self._logs) if n.endswith(USE_LOG_SUFFIX)) > USE_LOGS_FOLD:
+                self._fold_use_logs()
+        except OSError:
+            return
+
+    def _read_use_logs(self) -> tuple[dict[str, float], list[str]]:
+        """Last use per id recorded in the usage logs and summaries, and the files read."""
+        last: dict[str, float] = {}
+        files: list[str] = []
+        try:
+            names = sorted(os.listdir(self._logs))
+        except FileNotFoundError:
+            return last, files
+        for name in names:
+            path = f"{self._logs}/{name}"
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read()
+            except FileNotFoundError:
+                continue  # folded meanwhile
+            if name.endswith(USE_LOG_SUFFIX) and len(data) % 32 == 0:
+                when = int(name.split(".", 1)[0]) / 1e9 if name.split(".", 1)[0].isdigit() else 0.0
+                for i in range(0, len(data), 32):
+                    oid = data[i : i + 32].hex()
+                    if last.get(oid, 0.0) < when:
+                        last[oid] = when
+            elif name.endswith(USE_SUMMARY_SUFFIX) and len(data) % 40 == 0:
+                for i in range(0, len(data), 40):
+                    oid = data[i : i + 32].hex()
+                    when = int.from_bytes(data[i + 32 : i + 40], "little") / 1e9
+                    if last.get(oid, 0.0) < when:
+                        last[oid] = when
+            else:
+                continue  # not ours, or torn: ignored (a hint)
+            files.append(path)
+        return last, files
+
+    def _fold_use_logs(self, present: set[str] | None = None) -> None:
+        """Replace the usage logs by one summary (id, last use) of the objects still cached; under the prune
+        lock, so that two folders never drop each other's work. Skipped when the lock is busy."""
+        fd = self._prune_lock(False)
+        if fd is None:
+            return
+        try:
+            self._fold_locked(present)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _fold_locked(self, present: set[str] | None) -> None:
+        last, files = self._read_use_logs()
+        if not files:
+            return
+        if present is not None:
+            last = {oid: t for oid, t in last.items() if oid in present}
+        body = b"".join(bytes.fromhex(oid) + int(t * 1e9).to_bytes(8, "little") for oid, t in sorted(last.items()))
+        name = f"{time.time_ns():020d}.{_TEMP_PREFIX}.{next(_temp_counter)}{USE_SUMMARY_SUFFIX}"
+        tmp, fd = self.new_temp(mode=0o644)
+        try:
+            write_all(fd, body)
+        finally:
+            os.close(fd)
+        os.replace(tmp, f"{self._logs}/{name}")  # the summary first, then the files it replaces
+        for path in files:
+            unlink_quiet(path)
+
     def touch(self, object_id: str) -> None:
         """Record a use of ``object_id`` for LRU eviction.
 
@@ -678,6 +783,11 @@ class Cache:
                 c2.last_used = max(c2.last_used, de.stat(follow_symlinks=False).st_mtime)
             except FileNotFoundError:
                 continue
+        logged, _ = self._read_use_logs()
+        for oid, when in logged.items():
+            c3 = found.get(oid)
+            if c3 is not None and c3.last_used < when:
+                c3.last_used = when
         return found
 
     def _count_temps(self) -> int:
@@ -822,6 +932,10 @@ class Cache:
                     report.objects_removed += 1
                     report.bytes_freed += c.size
             report.bytes_after = total
+            try:
+                self._fold_locked({oid for oid in found if any(os.path.lexists(n) for n in found[oid].names)})
+            except OSError:
+                pass  # usage records are hints: pruning succeeded
             return report
         except OSError as exc:
             raise os_error(exc, "cannot prune the cache") from exc

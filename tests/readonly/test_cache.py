@@ -52,7 +52,15 @@ def test_four_processes_check_out_into_one_cold_cache(h, dataset: Repo, tmp_path
             assert os.lstat(tmp_path / "out0" / p).st_ino == os.lstat(cache.path(e.id)).st_ino
 
 
-def test_prune_evicts_least_recently_used_first(h, dataset: Repo, cache: Cache, tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_from", [10**9, 1], ids=["stamps", "usage-log"])
+def test_prune_evicts_least_recently_used_first(
+    h, dataset: Repo, cache: Cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_from: int
+) -> None:
+    """Uses are recorded per object (a stamp) or per checkout (one usage log file): either way prune evicts
+    what was used longest ago."""
+    import dvx.cache
+
+    monkeypatch.setattr(dvx.cache, "USE_LOG_FROM", log_from)
     checkout_to(dataset, "v1", tmp_path / "a", cache=cache)
     v1_only = _file_ids(h, dataset, "v1") - _file_ids(h, dataset, "v2")
     # Make every object old, then use v2's again: v1-only objects are now the least recently used.
@@ -73,6 +81,27 @@ def test_prune_evicts_least_recently_used_first(h, dataset: Repo, cache: Cache, 
     for i in v1_only:
         assert not cache.path(i).exists()
     assert all(cache.path(i).exists() or cache.path(i, True).exists() for i in _file_ids(h, dataset, "v2"))
+    logs = list((cache.used_dir / "log").glob("*")) if (cache.used_dir / "log").is_dir() else []
+    assert bool(logs) == (log_from == 1)
+
+
+def test_usage_logs_are_folded_into_one_summary_that_keeps_the_order(
+    h, dataset: Repo, cache: Cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dvx.cache
+
+    monkeypatch.setattr(dvx.cache, "USE_LOG_FROM", 1)
+    monkeypatch.setattr(dvx.cache, "USE_LOGS_FOLD", 2)
+    monkeypatch.setattr(dvx.cache, "FRESH_SECONDS", -1.0)  # every hit is a use to record
+    checkout_to(dataset, "v1", tmp_path / "a", cache=cache)
+    for n in range(4):
+        checkout_to(dataset, "v2" if n % 2 else "v1", tmp_path / f"w{n}", cache=cache)
+    log_dir = cache.used_dir / "log"
+    assert len(list(log_dir.glob("*.ids"))) <= 2 and len(list(log_dir.glob("*.last"))) >= 1
+    last, _ = cache._read_use_logs()
+    v2 = _file_ids(h, dataset, "v2")
+    v1_only = _file_ids(h, dataset, "v1") - v2
+    assert v1_only and all(last[i] < min(last[j] for j in v2) for i in v1_only)  # v2 used last
 
 
 def test_eviction_never_breaks_a_hardlinked_checkout(h, dataset: Repo, cache: Cache, tmp_path: Path) -> None:
