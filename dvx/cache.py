@@ -73,6 +73,7 @@ EXEC_MODE = 0o555
 EXEC_SUFFIX = ".x"
 TEMP_MAX_AGE = 86400.0
 FRESH_SECONDS = 600.0
+VARIANT_COPY_FROM = 1 << 20  # from this size, the other (exec/non-exec) variant is copied rather than re-extracted
 # Uses of at least this many objects at once are recorded in one usage log (``used/log/``), not as stamps.
 USE_LOG_FROM = 64
 USE_LOGS_FOLD = 64  # more usage logs than this are folded into one summary
@@ -571,7 +572,8 @@ class Cache:
         fd = tmp.fd
         try:
             other = self.name(object_id, not executable)
-            if self._trusted(self._stat(other), size, not executable):
+            # Only worth a lookup for big contents: a small one is decompressed as fast as it is copied.
+            if size >= VARIANT_COPY_FROM and self._trusted(self._stat(other), size, not executable):
                 # The other variant is trusted: copy it (or share its blocks) instead of decompressing again.
                 with open(other, "rb") as src:
                     try:
@@ -601,12 +603,15 @@ class Cache:
             raise
         return tmp
 
-    def extract_temp(self, store: ObjectStore, object_id: str, size: int, executable: bool) -> CacheTemp | None:
+    def extract_temp(
+        self, store: ObjectStore, object_id: str, size: int, executable: bool, *, looked: bool = False
+    ) -> CacheTemp | None:
         """For :class:`Publisher`: a not yet durable temp file of the object (verified), or None if the cache
-        already holds a trusted copy."""
+        already holds a trusted copy. ``looked``: the caller has just found it absent (no second lookup; each
+        costs a lookup in a folder other threads are adding to)."""
         if not is_id(object_id):
             raise CorruptObject(f"not a content id: {object_id!r}", object_id)
-        if self._trusted(self._stat(self.name(object_id, executable)), size, executable):
+        if not looked and self._trusted(self._stat(self.name(object_id, executable)), size, executable):
             return None
         self.setup()
         return self._fill_temp(store, object_id, size, executable, sync=False)

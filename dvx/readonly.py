@@ -339,7 +339,7 @@ def store_filler(store: ObjectStore, fetch_missing: FetchMissing | None = None) 
         pub = cache.publisher()
 
         def one(item: Item) -> None:
-            tmp = cache.extract_temp(store, *item)
+            tmp = cache.extract_temp(store, *item, looked=True)  # the checkout's lookup found it absent
             if tmp is not None:
                 pub.add(tmp, *item)
             advance(item[1])
