@@ -567,13 +567,14 @@ class Cache:
         self, store: ObjectStore | None, object_id: str, size: int, executable: bool, *, sync: bool = True
     ) -> CacheTemp:
         """A complete temp file holding the object's bytes with its final mode; fsynced unless ``sync`` is False
-        (then a :class:`Publisher` makes it durable, together with others, before it is published)."""
+        (then a :class:`Publisher` makes it durable, together with others, before it is published). With no
+        ``store``, the bytes are copied from the other (exec/non-exec) variant, which the caller found cached."""
         tmp, _ = self.new_object_temp(object_id, executable)
         fd = tmp.fd
         try:
             other = self.name(object_id, not executable)
             # Only worth a lookup for big contents: a small one is decompressed as fast as it is copied.
-            if size >= VARIANT_COPY_FROM and self._trusted(self._stat(other), size, not executable):
+            if store is None or (size >= VARIANT_COPY_FROM and self._trusted(self._stat(other), size, not executable)):
                 # The other variant is trusted: copy it (or share its blocks) instead of decompressing again.
                 with open(other, "rb") as src:
                     try:
@@ -584,8 +585,6 @@ class Cache:
                             raise
                         n = copy_fd(src.fileno(), fd)
             else:
-                if store is None:
-                    raise FileNotFoundError(errno.ENOENT, "evicted meanwhile", other)
                 n = 0
                 for data in store.iter_file(object_id):  # every chunk and the whole verified by the store
                     write_all(fd, data)
