@@ -570,6 +570,14 @@ class Repo:
 
     def iter_commits(self, starts: Iterable[str]) -> Iterator[tuple[str, Commit]]:
         """Commits reachable from ``starts``, newest first (by time, then id): each exactly once."""
+        for cid, c, _ in self._walk(starts, lambda cid, c: (True, c.parents)):
+            yield cid, c
+
+    def _walk(
+        self, starts: Iterable[str], choose: Callable[[str, Commit], tuple[bool, Iterable[str]]]
+    ) -> Iterator[tuple[str, Commit, bool]]:
+        """Commits newest first (by time, then id), each once: ``choose(id, commit)`` says whether it is shown
+        and which parents the walk goes on to."""
         heap: list[tuple[str, str, Commit]] = []
         seen: set[str] = set()
 
@@ -583,8 +591,9 @@ class Repo:
             push(s)
         while heap:
             _, cid, c = heapq.heappop(heap)
-            yield cid, c
-            for p in c.parents:
+            shown, follow = choose(cid, c)
+            yield cid, c, shown  # parents are read only if the consumer asks for more
+            for p in follow:
                 push(p)
 
     def log(self, rev: str | None = None, *, limit: int | None = None, paths: list[str] | None = None) -> list[LogEntry]:
@@ -618,30 +627,16 @@ class Repo:
                 out.append(None if e is None else (e.kind, e.id, e.executable))
             return out
 
-        heap: list[tuple[str, str, Commit]] = []
-        seen: set[str] = set()
-
-        def push(cid: str) -> None:
-            if cid not in seen:
-                seen.add(cid)
-                c = self.read_commit(cid)
-                heapq.heappush(heap, (_neg_time(c.time), cid, c))
-
-        push(start)
-        while heap:
-            _, cid, c = heapq.heappop(heap)
+        def choose(cid: str, c: Commit) -> tuple[bool, Iterable[str]]:
             mine = at(c.tree)
             if not c.parents:
-                yield cid, c, any(m is not None for m in mine)
-                continue
+                return any(m is not None for m in mine), ()
             same = next((p for p in c.parents if at(self.read_commit(p).tree) == mine), None)
             if same is not None:
-                push(same)
-                yield cid, c, False
-                continue
-            for p in c.parents:
-                push(p)
-            yield cid, c, True
+                return False, (same,)
+            return True, c.parents
+
+        return self._walk([start], choose)
 
     # -- diff, ls, show --------------------------------------------------------------------------------------
 

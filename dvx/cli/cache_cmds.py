@@ -70,17 +70,23 @@ def checkout(
             repo, rev, to, patterns=list(patterns or []), link=link, readonly=readonly, force=force, jobs=jobs,
             progress=cb,
         )
+    print_report(report, "Checked out", as_json)
+
+
+def print_report(report: Any, verb: str, as_json: bool, *, downloads: bool = False) -> None:
+    """What a read-only checkout or ``dvx get`` did: warnings on stderr, then JSON or one summary line."""
     for w in report.warnings:
         core.err(f"dvx: warning: {w}")
     if as_json:
         core.print_json(report.to_json())
         return
-    kind = "read-only" if readonly else "writable"
+    kind = "read-only" if report.readonly else "writable"
     how = ", ".join(f"{n} {m}" for m, n in sorted(report.placed.items())) or "nothing to write"
+    fetched = f"{core.human(report.bytes_fetched)} downloaded in {report.requests} requests, " if downloads else ""
     core.out(
-        f"Checked out {report.commit[:12]} into {report.dest} ({kind}, {report.link}): {report.files} files; "
+        f"{verb} {report.commit[:12]} into {report.dest} ({kind}, {report.link}): {report.files} files; "
         f"{report.written} written ({how}), {report.kept} unchanged, {report.removed} removed; "
-        f"{report.objects_extracted} objects ({core.human(report.bytes_extracted)}) added to the cache"
+        f"{fetched}{report.objects_extracted} objects ({core.human(report.bytes_extracted)}) added to the cache"
     )
 
 

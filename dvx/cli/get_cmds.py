@@ -36,19 +36,9 @@ def get_cmd(
             url, rev, dest, patterns=list(patterns or []), readonly=readonly, link=link, force=force, jobs=jobs,
             options=options, progress=cb,
         )
-    for w in report.warnings:
-        core.err(f"dvx: warning: {w}")
-    if as_json:
-        core.print_json(report.to_json())
-        return
-    kind = "read-only" if readonly else "writable"
-    how = ", ".join(f"{n} {m}" for m, n in sorted(report.placed.items())) or "nothing to write"
-    core.out(
-        f"Got {report.commit[:12]} into {report.dest} ({kind}, {report.link}): {report.files} files; "
-        f"{report.written} written ({how}), {report.kept} unchanged, {report.removed} removed; "
-        f"{core.human(report.bytes_fetched)} downloaded in {report.requests} requests, "
-        f"{report.objects_extracted} objects ({core.human(report.bytes_extracted)}) added to the cache"
-    )
+    from .cache_cmds import print_report
+
+    print_report(report, "Got", as_json, downloads=True)
 
 
 def register(app: typer.Typer) -> None:
