@@ -323,6 +323,18 @@ class TreeMerger:
         if o_dir and t_dir:
             return self._merge_dirs(path, b, o, t, resolve, label, conflicts)
         if (o_dir and t is not None) or (t_dir and o is not None):
+            # A directory on one side, a file (or link) on the other. If the directory was there before and the
+            # file's side removed it, the directory side's own changes may all have been deletions of what the
+            # file's side removed as well: then the directory merges to nothing and the file takes its place.
+            if b_dir:
+                scratch: list[Conflict] = []
+                left = (
+                    self._merge_dirs(path, b, o, None, "fail", label, scratch)
+                    if o_dir
+                    else self._merge_dirs(path, b, None, t, "fail", label, scratch)
+                )
+                if left is None and not scratch:
+                    return t if o_dir else o
             return self._conflict(path, FILE_DIRECTORY, b, o, t, resolve, label, conflicts)
         if o_dir:  # theirs deleted the path
             # A directory deleted on their side: what we left untouched goes, what we changed conflicts.

@@ -306,3 +306,21 @@ def test_graph_of_some_commits_rewrites_parents() -> None:
         ("M", ["fa"]),  # mb's line leads to nothing shown but fa: the same parent once
         ("fa", []),
     ]
+
+
+def test_a_folder_replaced_by_a_file_merges_cleanly_when_the_other_side_only_deleted_inside_it(h: Any) -> None:
+    """Found by the property test: base a/a/a and a/a/b; ours deletes a/a/a; theirs replaces the folder a by a
+    file. Every change ours made inside a/ is a deletion theirs made too, so the result is theirs' file (git
+    merges this cleanly as well); an edit inside a/ on our side would still be a file/directory conflict."""
+    from dvx.merge import FILE_DIRECTORY, merge_trees
+
+    mem = h.MemoryTrees()
+    base = mem.tree({"a/a/a": "f1", "a/a/b": "f1"})
+    ours = mem.tree({"a/a/b": "f1"})
+    theirs = mem.tree({"a": "f2"})
+    for o, t in ((ours, theirs), (theirs, ours)):
+        tree, conflicts, m = merge_trees(mem, base, o, t)
+        assert conflicts == [] and h.flat_codes(m, tree) == {"a": "f2"}
+    edited = mem.tree({"a/a/b": "f3"})
+    _, conflicts, _ = merge_trees(mem, base, edited, theirs)
+    assert [(c.path, c.kind) for c in conflicts] == [("a", FILE_DIRECTORY)]
