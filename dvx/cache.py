@@ -647,14 +647,7 @@ class Cache:
         try:
             self.setup()
             os.makedirs(self._logs, exist_ok=True)
-            body = b"".join(bytes.fromhex(oid) for oid in object_ids)
-            name = f"{time.time_ns():020d}.{_TEMP_PREFIX}.{next(_temp_counter)}{USE_LOG_SUFFIX}"
-            tmp, fd = self.new_temp(mode=0o644)
-            try:
-                write_all(fd, body)
-            finally:
-                os.close(fd)
-            os.replace(tmp, f"{self._logs}/{name}")  # whole or absent; not fsynced: losing a hint costs nothing
+            self._write_log(b"".join(bytes.fromhex(oid) for oid in object_ids), USE_LOG_SUFFIX)
         except OSError:
             return
         try:
@@ -662,6 +655,21 @@ class Cache:
                 self._fold_use_logs()
         except OSError:
             return
+
+    def _write_log(self, body: bytes, suffix: str) -> None:
+        """Publish a usage log or summary named by the time: whole or absent (rename), not fsynced, since losing
+        a hint costs nothing."""
+        name = f"{time.time_ns():020d}.{_TEMP_PREFIX}.{next(_temp_counter)}{suffix}"
+        tmp, fd = self.new_temp(mode=0o644)
+        try:
+            try:
+                write_all(fd, body)
+            finally:
+                os.close(fd)
+            os.replace(tmp, f"{self._logs}/{name}")
+        except BaseException:
+            unlink_quiet(tmp)
+            raise
 
     def _read_use_logs(self) -> tuple[dict[str, float], list[str]]:
         """Last use per id recorded in the usage logs and summaries, and the files read."""
@@ -714,13 +722,7 @@ class Cache:
         if present is not None:
             last = {oid: t for oid, t in last.items() if oid in present}
         body = b"".join(bytes.fromhex(oid) + int(t * 1e9).to_bytes(8, "little") for oid, t in sorted(last.items()))
-        name = f"{time.time_ns():020d}.{_TEMP_PREFIX}.{next(_temp_counter)}{USE_SUMMARY_SUFFIX}"
-        tmp, fd = self.new_temp(mode=0o644)
-        try:
-            write_all(fd, body)
-        finally:
-            os.close(fd)
-        os.replace(tmp, f"{self._logs}/{name}")  # the summary first, then the files it replaces
+        self._write_log(body, USE_SUMMARY_SUFFIX)  # the summary first, then the files it replaces
         for path in files:
             unlink_quiet(path)
 
