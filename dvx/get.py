@@ -195,19 +195,9 @@ class RemoteContent:
         for oid in ids:
             pack, e = self.entry(oid)
             by_pack.setdefault(pack, []).append(e)
-        out: list[tuple[str, int, int, list[IndexEntry]]] = []
-        for pack in sorted(by_pack):
-            entries = sorted(by_pack[pack], key=lambda e: e.offset)
-            start, end, group = entries[0].offset, entries[0].offset + entries[0].stored_size, [entries[0]]
-            for e in entries[1:]:
-                if e.offset - end <= self.gap and e.offset + e.stored_size - start <= MAX_RANGE:
-                    end = max(end, e.offset + e.stored_size)
-                    group.append(e)
-                else:
-                    out.append((pack, start, end, group))
-                    start, end, group = e.offset, e.offset + e.stored_size, [e]
-            out.append((pack, start, end, group))
-        return out
+        from .transfer import coalesce
+
+        return coalesce(by_pack, self.gap, MAX_RANGE)
 
     # -- filling the cache ------------------------------------------------------------------------------
 

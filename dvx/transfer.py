@@ -337,18 +337,7 @@ class RemoteView:
             raise MissingObject(
                 f"object {missing[0]} is neither in the local store nor on remote {self.backend.url}", missing[0]
             )
-        ranges: list[tuple[str, int, int, list[IndexEntry]]] = []
-        for pack, entries in wanted.items():
-            entries.sort(key=lambda e: e.offset)
-            start, end, group = entries[0].offset, entries[0].offset + entries[0].stored_size, [entries[0]]
-            for e in entries[1:]:
-                if e.offset - end <= COALESCE_GAP and e.offset + e.stored_size - start <= PUSH_PACK_SIZE:
-                    end = max(end, e.offset + e.stored_size)
-                    group.append(e)
-                else:
-                    ranges.append((pack, start, end, group))
-                    start, end, group = e.offset, e.offset + e.stored_size, [e]
-            ranges.append((pack, start, end, group))
+        ranges = coalesce(wanted, COALESCE_GAP, PUSH_PACK_SIZE)
         total = sum(e - s for _, s, e, _ in ranges)
         total_objects = sum(len(g) for _, _, _, g in ranges)
         done = [0, 0]
@@ -392,6 +381,28 @@ class RemoteView:
         stats.bytes = total
         stats.packs = len(writer.finished_packs)
         return stats
+
+
+Range = tuple[str, int, int, list[IndexEntry]]  # (pack, start, end, the objects whose payloads lie inside)
+
+
+def coalesce(by_pack: dict[str, list[IndexEntry]], gap: int, max_range: int) -> list[Range]:
+    """Byte ranges covering the payloads of ``by_pack``'s objects, in pack order then offset: neighbours closer
+    than ``gap`` share one range request (what lies between them is downloaded and skipped), up to ``max_range``
+    bytes a range (docs/format.md §17.6)."""
+    out: list[Range] = []
+    for pack in sorted(by_pack):
+        entries = sorted(by_pack[pack], key=lambda e: e.offset)
+        start, end, group = entries[0].offset, entries[0].offset + entries[0].stored_size, [entries[0]]
+        for e in entries[1:]:
+            if e.offset - end <= gap and e.offset + e.stored_size - start <= max_range:
+                end = max(end, e.offset + e.stored_size)
+                group.append(e)
+            else:
+                out.append((pack, start, end, group))
+                start, end, group = e.offset, e.offset + e.stored_size, [e]
+        out.append((pack, start, end, group))
+    return out
 
 
 def _verify(oid: str, e: IndexEntry, payload: bytes) -> None:
