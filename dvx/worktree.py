@@ -11,6 +11,7 @@ tree and no file.
 from __future__ import annotations
 
 import errno
+import gc
 import io
 import itertools
 import json
@@ -529,6 +530,19 @@ _BATCH_BYTES = 4 << 20
 _BATCH_FILES = 256
 
 
+def _read_exactly(fd: int, size: int, path: str) -> bytes:
+    """The whole file, which must be ``size`` bytes; else it changed while being read."""
+    data = os.read(fd, size + 1)  # one read, normally: size + 1 so that a file that grew is noticed
+    while 0 < len(data) < size:  # a short read (some network file systems): read on to the end
+        more = os.read(fd, size + 1 - len(data))
+        if not more:
+            break
+        data += more
+    if len(data) != size:
+        raise StorageError(f"{path} changed while being read; commit again")
+    return data
+
+
 class Ingest:
     """Reads working-tree files, each exactly once, on several threads: hashes them and, given a store writer,
     chunks, compresses and stores whatever the store lacks in the same pass.
@@ -573,9 +587,17 @@ class Ingest:
         if batch:
             tasks.append(batch)
         workers = min(len(tasks), self.workers)
-        if workers <= 1:
-            return [r for task in tasks for r in self._task(task)]
-        return self._parallel(tasks, workers)
+        # The work allocates many small tuples and no cycles: the cyclic collector would only walk them again
+        # and again (a few percent of a big commit), so it waits until the end.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            if workers <= 1:
+                return [r for task in tasks for r in self._task(task)]
+            return self._parallel(tasks, workers)
+        finally:
+            if collecting:
+                gc.enable()
 
     def _parallel(self, tasks: list[list[tuple[str, FileKey]]], workers: int) -> list[Ingested]:
         from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -597,7 +619,59 @@ class Ingest:
         return results
 
     def _task(self, batch: list[tuple[str, FileKey]]) -> list[Ingested]:
-        return [self.one(path, key) for path, key in batch]
+        if self.writer is None:
+            return [self._hash_only(path, key) for path, key in batch]
+        out: list[Ingested] = []
+        blobs: list[tuple[str, bytes]] = []
+        threshold = self.chunking.threshold
+        for path, key in batch:
+            if key[0] >= threshold:
+                out.append(self.one(path, key))
+                continue
+            result, data = self._read_small(path, key, threshold)
+            out.append(result)
+            if data is not None:
+                blobs.append((result[1], data))  # type: ignore[arg-type]  # an id, since data was read
+        if blobs:
+            # One claim and one pack write for the whole batch: per-file Python calls are most of what a
+            # commit of many small files costs besides compression.
+            self.writer.add_blobs(blobs, self.level)
+            if self.on_bytes is not None:
+                self.on_bytes(sum(len(d) for _, d in blobs))
+        return out
+
+    def _read_small(self, path: str, key: FileKey, threshold: int) -> tuple[Ingested, bytes | None]:
+        """Read and hash a file the scan saw below ``threshold``: its result and its bytes, for the caller to
+        store; bytes None when it vanished, or grew past the threshold and :meth:`one` stored it."""
+        full = self.root + path
+        try:
+            fd = os.open(full, _OPEN_FLAGS)
+        except FileNotFoundError:
+            return (path, None, 0, False, False), None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # replaced by a symlink since the scan
+                raise StorageError(f"{path} changed while being read; commit again") from None
+            raise os_error(exc, f"cannot read {path}") from exc
+        try:
+            before = os.fstat(fd)
+            size = before.st_size
+            if not stat.S_ISREG(before.st_mode):
+                raise StorageError(f"{path} changed while being read; commit again")
+            if size >= threshold:
+                os.close(fd)
+                fd = -1
+                return self.one(path, key), None
+            data = _read_exactly(fd, size, path)
+            after = os.fstat(fd)
+        except OSError as exc:
+            raise os_error(exc, f"cannot read {path}") from exc
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (size, before.st_mtime_ns, before.st_ctime_ns):
+            raise StorageError(f"{path} changed while being read; commit again")
+        stable = (size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino) == key[:4]
+        return (path, hash_bytes(data), size, before.st_mode & 0o100 != 0, stable), data
 
     def one(self, path: str, key: FileKey) -> Ingested:
         """Read one file (``path`` relative to the root, ``key`` what the scan saw)."""
@@ -632,14 +706,7 @@ class Ingest:
         return (path, oid, size, before.st_mode & 0o100 != 0, stable)
 
     def _store_whole(self, fd: int, path: str, size: int) -> str:
-        data = os.read(fd, size + 1)  # one read, normally: size + 1 so that a file that grew is noticed
-        while 0 < len(data) < size:  # a short read (some network file systems): read on to the end
-            more = os.read(fd, size + 1 - len(data))
-            if not more:
-                break
-            data += more
-        if len(data) != size:
-            raise StorageError(f"{path} changed while being read; commit again")
+        data = _read_exactly(fd, size, path)
         oid = hash_bytes(data)
         writer = self.writer
         assert writer is not None

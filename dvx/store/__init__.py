@@ -364,9 +364,9 @@ class _OpenPack:
         self.flushed = 0  # bytes already handed to writeback
         self.broken = False  # a write failed part way: never seal this pack
 
-    def add(self, object_id: bytes, type_: int, codec_: int, raw_size: int, payload: bytes | memoryview) -> None:
+    def add_many(self, records: list[tuple[bytes, int, int, int, bytes | memoryview]]) -> None:
         try:
-            self.stream.add(object_id, type_, codec_, raw_size, payload)
+            self.stream.add_many(records)
         except BaseException:
             self.broken = True
             raise
@@ -444,6 +444,28 @@ class StoreWriter:
                 return False
             self._pending.add(object_id)
         return not self.store.has_for_write(object_id, raw_size)
+
+    def add_blobs(self, blobs: list[tuple[str, bytes]], level: int) -> None:
+        """Store many whole-file blobs ``(id, data)`` (ids computed by the caller) unless present: one claim
+        under the lock for all of them, one write into a pack for the small ones. The batched form of
+        :meth:`claim` + :meth:`put`, for a commit's small files."""
+        with self._lock:
+            pending = self._pending
+            fresh = [b for b in blobs if b[0] not in pending and not pending.add(b[0])]  # type: ignore[func-returns-value]
+        has = self.store.has_for_write
+        records: list[tuple[bytes, int, int, int, bytes | memoryview]] = []
+        encode = codec.encode
+        for oid, data in fresh:
+            size = len(data)
+            if has(oid, size):
+                continue
+            codec_, payload = encode(data, level)
+            if size >= LOOSE_THRESHOLD:
+                self._write_loose(oid, BLOB, codec_, size, payload)
+            else:
+                records.append((bytes.fromhex(oid), BLOB, codec_, size, payload))
+        if records:
+            self._append_many(records)
 
     def put(self, object_id: str, type_: int, raw_size: int, codec_: int, payload: bytes | memoryview) -> None:
         """Write a claimed object: loose from :data:`LOOSE_THRESHOLD` raw bytes, else into a pack."""
@@ -553,6 +575,9 @@ class StoreWriter:
     # -- packs ------------------------------------------------------------------------------------------
 
     def _append(self, object_id: str, type_: int, codec_: int, raw_size: int, payload: bytes | memoryview) -> None:
+        self._append_many([(bytes.fromhex(object_id), type_, codec_, raw_size, payload)])
+
+    def _append_many(self, records: list[tuple[bytes, int, int, int, bytes | memoryview]]) -> None:
         try:
             with self._lock:
                 pack = self._idle.pop() if self._idle else None
@@ -563,10 +588,10 @@ class StoreWriter:
                 pack = _OpenPack(self.store.tmp_dir)
                 with self._lock:
                     self._open.append(pack)
-            pack.add(bytes.fromhex(object_id), type_, codec_, raw_size, payload)
+            pack.add_many(records)
             with self._lock:
-                self.objects_written += 1
-                self.bytes_written += len(payload)
+                self.objects_written += len(records)
+                self.bytes_written += sum(len(r[4]) for r in records)
             if pack.stream.size >= PACK_TARGET_SIZE:
                 self._seal([pack])
             else:

@@ -66,6 +66,26 @@ class PackStreamWriter:
         self.entries.append(IndexEntry(object_id, type_, codec, self._pos, len(payload), raw_size))
         self._write(payload)
 
+    def add_many(self, records: list[tuple[bytes, int, int, int, bytes | memoryview]]) -> None:
+        """Append ``(id, type, codec, raw size, payload)`` records with one write and one hash update: the
+        per-object cost of a commit of many small files is mostly Python calls, so they are batched."""
+        parts: list[bytes | memoryview] = []
+        pos = self._pos
+        entries = self.entries
+        header = RECORD_HEADER.pack
+        for object_id, type_, codec, raw_size, payload in records:
+            n = len(payload)
+            parts.append(header(object_id, type_, codec, raw_size, n))
+            pos += RECORD_HEADER.size
+            entries.append(IndexEntry(object_id, type_, codec, pos, n, raw_size))
+            parts.append(payload)
+            pos += n
+        if len(parts) == 2:
+            for part in parts:  # one record (perhaps a big one): not worth a copy
+                self._write(part)
+        else:
+            self._write(b"".join(parts))
+
     def finish(self) -> bytes:
         """Write the trailer; return the pack hash (its name)."""
         head = PACK_END + struct.pack("<Q", len(self.entries))
