@@ -120,12 +120,17 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def default_config() -> dict[str, Any]:
+# zstd level 1, as git compresses loose objects and Fedora's btrfs its files: on the benchmark's text it runs
+# about 1.3x as fast as level 3 for a store about 4% larger. `init --compression-level` picks another.
+DEFAULT_COMPRESSION_LEVEL = 1
+
+
+def default_config(compression_level: int = DEFAULT_COMPRESSION_LEVEL) -> dict[str, Any]:
     c = Chunking()
     return {
         "format": FORMAT_VERSION,
         "core": {
-            "compression_level": 3,
+            "compression_level": compression_level,
             "chunk_avg": c.avg,
             "chunk_min": c.min,
             "chunk_max": c.max,
@@ -182,19 +187,31 @@ class Repo:
     # -- creation and discovery ------------------------------------------------------------------
 
     @classmethod
-    def init(cls, path: str | os.PathLike[str] = ".", *, branch: str = DEFAULT_BRANCH) -> Repo:
-        """Create a repository in ``path`` (created if missing); refuses a folder that already has one."""
+    def init(
+        cls,
+        path: str | os.PathLike[str] = ".",
+        *,
+        branch: str = DEFAULT_BRANCH,
+        compression_level: int = DEFAULT_COMPRESSION_LEVEL,
+    ) -> Repo:
+        """Create a repository in ``path`` (created if missing); refuses a folder that already has one.
+
+        ``compression_level`` (zstd, 1..22) is recorded in the config; higher levels make a smaller store and
+        slower commits.
+        """
         root = Path(path).absolute()
         dvx = root / DVX_DIR
         if dvx.exists():
             raise RepositoryExists(f"a dvx repository already exists in {root}")
         check_ref_name(branch)
+        if isinstance(compression_level, bool) or not isinstance(compression_level, int) or not 1 <= compression_level <= 22:
+            raise BadConfig(f"compression level must be 1..22, not {compression_level}")
         try:
             durable.make_dirs(root)
             staging = root / f".dvx-init-{os.getpid()}"
             for sub in ("objects/pack", "objects/loose", "refs/heads", "refs/tags", "tmp"):
                 (staging / sub).mkdir(parents=True, exist_ok=True)
-            cfg = json.dumps(default_config(), indent=2).encode() + b"\n"
+            cfg = json.dumps(default_config(compression_level), indent=2).encode() + b"\n"
             durable.write_new_file(staging / "config", cfg)
             durable.write_new_file(staging / "HEAD", f"ref: {HEADS}{branch}\n".encode())
             # Publish the whole directory at once: a crash leaves no half-initialized .dvx.

@@ -42,11 +42,14 @@ from .common import color, err, human, open_repo, out, paint, print_json, progre
 def init(
     path: str = typer.Argument(".", help="Folder to make a repository (created if missing)."),
     branch: str = typer.Option("main", "--branch", "-b", help="Name of the first branch."),
+    level: int = typer.Option(
+        1, "--compression-level", help="zstd level for stored objects, 1 (fastest) to 22 (smallest).", show_default=True
+    ),
 ) -> None:
     """Create an empty repository."""
     from ..repo import Repo
 
-    repo = Repo.init(path, branch=branch)
+    repo = Repo.init(path, branch=branch, compression_level=level)
     out(f"Initialized empty dvx repository in {repo.dvx}")
 
 

@@ -62,7 +62,7 @@ Fetcher = Callable[[list[str]], None]
 class ObjectStore:
     """Read and write objects of one repository. Thread-safe for concurrent reads and one writer."""
 
-    def __init__(self, objects_dir: Path, tmp_dir: Path, *, compression_level: int = 3) -> None:
+    def __init__(self, objects_dir: Path, tmp_dir: Path, *, compression_level: int = 1) -> None:
         self.dir = objects_dir
         self.pack_dir = objects_dir / "pack"
         self.loose_dir = objects_dir / "loose"

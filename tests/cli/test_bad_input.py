@@ -80,6 +80,11 @@ def init_on_a_file(tmp: Path, cleanup: Cleanup) -> Run:
     return Run(tmp, ["init", "afile"], tmp, "afile")
 
 
+def init_with_a_bad_compression_level(tmp: Path, cleanup: Cleanup) -> Run:
+    (tmp / "data").mkdir()
+    return Run(tmp, ["init", "data", "--compression-level", "23"], tmp, "compression level must be 1..22")
+
+
 def unknown_revision(tmp: Path, cleanup: Cleanup) -> Run:
     repo = committed(tmp, {"a": "1"})
     return Run(repo.root, ["checkout", "no-such-rev"], repo.root, "no-such-rev")
@@ -263,6 +268,7 @@ def non_utf8_symlink_target(tmp: Path, cleanup: Cleanup) -> Run:
 
 
 CASES = [
+    init_with_a_bad_compression_level,
     not_a_repo, repo_exists, init_on_a_file, unknown_revision, unknown_revision_in_diff, dirty_tree_checkout,
     empty_message, commit_nothing, bad_branch_name, delete_current_branch, existing_tag, permission_denied,
     bad_config, bad_config_value, unsupported_format, corrupt_commit, corrupt_ref, corrupt_file_content_on_checkout,

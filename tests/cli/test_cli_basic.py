@@ -36,6 +36,21 @@ def test_init_in_current_folder_with_branch_name(tmp_path: Path, run_dvx) -> Non
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dvx-init")]
 
 
+def test_init_records_the_compression_level_and_commits_use_it(tmp_path: Path, run_dvx) -> None:
+    text = b"".join(b"%d,alpha,%d,beta,gamma,delta\n" % (i, i * 7919 % 10007) for i in range(20000))
+    sizes = {}
+    for level in (1, 19):
+        root = tmp_path / f"l{level}"
+        run_dvx(["init", str(root), "--compression-level", str(level)], tmp_path, check=True)
+        assert json.loads((root / ".dvx" / "config").read_text())["core"]["compression_level"] == level
+        (root / "t.csv").write_bytes(text)
+        run_dvx(["commit", "-m", "t"], root, check=True)
+        sizes[level] = sum(p.stat().st_size for p in (root / ".dvx" / "objects").rglob("*") if p.is_file())
+    assert sizes[19] < sizes[1] < len(text) // 2  # a higher level really compresses harder
+    run_dvx(["init", str(tmp_path / "default")], tmp_path, check=True)
+    assert json.loads((tmp_path / "default" / ".dvx" / "config").read_text())["core"]["compression_level"] == 1
+
+
 # --- status ---------------------------------------------------------------------------------------------
 
 
