@@ -29,18 +29,17 @@ create directories (lstat each one, never through a symlink); place files in par
 the final manifest. After a crash the manifest is incomplete and the next checkout rewrites every path.
 
 Remote sources: ``fetch_missing`` is called once, before extraction, with the ids of the file contents the
-cache lacks; it must make them (and their chunks) local, skipping what the store already has. For a lazy clone
-(config ``core.lazy_remote``) it defaults to :func:`dvx.transfer.prefetch_files`. ``store.fetcher`` remains the
-per-object fallback.
+cache lacks; it must make them (and their chunks) local, skipping what the store already has. A lazy clone
+(config ``core.lazy_remote``) given none streams the contents its store lacks from its remote straight into the
+cache, as ``dvx get`` does, and keeps no copy of them in the store. ``store.fetcher`` remains the per-object
+fallback.
 """
 
 from __future__ import annotations
 
 import bisect
-import contextlib
 import errno
 import fcntl
-import gc
 import io
 import itertools
 import json
@@ -48,7 +47,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,7 +67,7 @@ from .errors import (
 )
 from .ids import hasher
 from .model import DIR, FILE, LINK, Commit, Entry
-from .store import BLOB, ObjectStore
+from .store import BLOB, CHUNKED, ObjectStore
 from .trees import TreeReader
 from .worktree import select_paths
 
@@ -908,20 +907,56 @@ def _read_manifest_quiet(dest: Path) -> Manifest | None:
         return None  # --force: a damaged manifest is ignored, every path is rewritten
 
 
-def _lazy_fetcher(source: Source) -> FetchMissing | None:
-    """For a lazy clone, fetch missing contents from its remote in one batch."""
+def _lazy_filler(source: Source) -> Filler | None:
+    """For a lazy clone, a filler that takes what the local store holds from it and streams the rest from the
+    clone's remote straight into the cache, as ``dvx get`` does: no copy of those contents lands in the store
+    (a training node would otherwise keep every file twice, compressed in the store and whole in the cache)."""
     from .repo import Repo
 
-    if not isinstance(source, Repo) or not source.config.get("core", {}).get("lazy_remote"):
+    if not isinstance(source, Repo):
+        return None
+    name = source.config.get("core", {}).get("lazy_remote")
+    if not name or name not in source.config.get("remotes", {}):
         return None
     repo = source
+    local = store_filler(repo.store)
 
-    def fetch(ids: list[str]) -> None:
-        from .transfer import prefetch_files
+    def fill(cache: Cache, items: list[Item], jobs: int, advance: Callable[[int], None]) -> tuple[int, int]:
+        here: list[Item] = []
+        away: list[Item] = []
+        for it in items:
+            (here if _held(repo.store, it[0]) else away).append(it)
+        if here:
+            local(cache, here, jobs, advance)
+        if not away:
+            return 0, 0
+        from .get import RemoteContent
+        from .transfer import view_for
 
-        prefetch_files(repo, ids)
+        view = view_for(repo, name)
+        view.require_format()
+        view.load_indexes()
+        where = view.where()
+        manifests = [oid for oid, _, _ in away
+                     if (hit := where.get(bytes.fromhex(oid))) is not None and hit[1].type == CHUNKED
+                     and not repo.store.has(oid)]
+        if manifests:  # metadata: into the store, in one batch (the chunks they list go to the cache)
+            with repo.lock:
+                view.fetch_objects(manifests)
+            repo.store.refresh()
+        return RemoteContent(view.backend, where, repo.store).fill(cache, away, jobs, advance)
 
-    return fetch
+    return fill
+
+
+def _held(store: ObjectStore, file_id: str) -> bool:
+    """True if the store holds all of a file's content (a blob, or a manifest and every chunk it lists)."""
+    info = store.info(file_id)
+    if info is None:
+        return False
+    if info.type != CHUNKED:
+        return True
+    return all(store.has(c) for c, _ in store.file_chunks(file_id))
 
 
 def _default_jobs() -> int:
@@ -965,8 +1000,9 @@ def checkout_to(
     if hasattr(source, "fill_cache"):
         filler = source.fill_cache
     else:
-        filler = store_filler(source.store, fetch_missing if fetch_missing is not None else _lazy_fetcher(source))
-    with _gc_paused():
+        lazy = _lazy_filler(source) if fetch_missing is None else None
+        filler = lazy if lazy is not None else store_filler(source.store, fetch_missing)
+    with worktree.gc_paused():
         commit_id = source.resolve(rev)
         tree = source.read_commit(commit_id).tree
         pats = list(patterns or [])
@@ -977,19 +1013,6 @@ def checkout_to(
             )
         return _checkout_into(source, cache, filler, commit_id, want, pats, Path(dest), link=link, readonly=readonly,
                               force=force, jobs=jobs, progress=progress)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector: a big checkout allocates a few objects per file and no cycles, and
-    collections triggered by those allocations cost a fifth of a warm checkout's time."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _checkout_into(

@@ -286,3 +286,77 @@ def test_open_and_checkout_tell_a_repository_from_a_remote(h: Any, folder_remote
         dvx.checkout(str(tmp_path), "v1", tmp_path / "x")
     with pytest.raises(RemoteError):
         dvx.open(f"file://{tmp_path}/none", "v1", "dup1.txt")
+
+
+# --- a lazy clone (clone --no-checkout) checked out read-only: contents stream from its remote ------------
+
+
+def _blobs_in_store(repo: Repo) -> int:
+    return sum(1 for idx in repo.store.packs().values() for e in idx if e.type == 1) + len(list(repo.store.iter_loose()))
+
+
+@pytest.mark.parametrize("pushed", ["file", "s3"], indirect=True)
+def test_a_lazy_clone_streams_a_readonly_checkout_into_the_cache(h: Any, pushed: tuple[Repo, str], tmp_path: Path, record: Any) -> None:
+    from dvx.transfer import clone
+
+    repo, url = pushed
+    lazy = clone(url, tmp_path / "lazy", checkout=False)
+    assert _blobs_in_store(lazy) == 0
+    reads = record(url)
+    first = checkout_to(lazy, "v1", tmp_path / "ro1")
+    h.assert_checkout(repo, "v1", tmp_path / "ro1", readonly=True)
+    assert first.link == "hardlink"
+    # Streamed as `dvx get` does: nothing went through the clone's store, the bytes were counted.
+    assert _blobs_in_store(lazy) == 0
+    needed = sum(e.size for e in h.expected(repo, "v1").values() if e.kind == FILE)
+    assert first.bytes_fetched >= needed * 0.9 and first.requests > 0
+    assert first.bytes_fetched <= reads.range_bytes
+    second = checkout_to(lazy, "v2", tmp_path / "ro2")
+    h.assert_checkout(repo, "v2", tmp_path / "ro2", readonly=True)
+    assert 0 < second.bytes_fetched < first.bytes_fetched / 10  # only what v2 adds
+    again = checkout_to(lazy, "v1", tmp_path / "ro3")
+    assert again.bytes_fetched == 0 and again.requests == 0  # all in the cache now
+    # The clone itself still works as a lazy clone: a writable checkout fetches into its store.
+    lazy.checkout("v2", force=True)
+    for rel in ("data/new/added.bin", "big/chunked.bin", "data/a/000.bin"):
+        assert (lazy.root / rel).read_bytes() == (repo.root / rel).read_bytes()  # the dataset's folder is at v2
+    assert not lazy.status().added and not lazy.status().modified
+    assert _blobs_in_store(lazy) > 0
+    lazy.close()
+
+
+def test_a_lazy_clone_takes_what_its_store_holds_and_downloads_only_the_rest(h: Any, folder_remote: tuple[Repo, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dvx.transfer import clone
+
+    repo, url = folder_remote
+    lazy = clone(url, tmp_path / "lazy", checkout=False)
+    lazy.checkout("v1", force=True)  # v1's contents are now in the clone's store
+    monkeypatch.setenv("DVX_CACHE_DIR", str(tmp_path / "other-cache"))
+    report = checkout_to(lazy, "v2", tmp_path / "ro")
+    h.assert_checkout(repo, "v2", tmp_path / "ro", readonly=True)
+    new = _content_ids(h, repo, "v2") - _content_ids(h, repo, "v1")
+    src = open_remote_source(url)
+    needed, pieces = _stored(src, new)
+    src.close()
+    assert needed <= report.bytes_fetched <= needed + len(pieces) * RECORD_HEADER.size
+    assert report.objects_extracted == len(_content_ids(h, repo, "v2"))
+    lazy.close()
+
+
+def test_a_lazy_clone_refuses_a_corrupt_remote_object_and_leaves_dest_alone(h: Any, tmp_path: Path) -> None:
+    from dvx.transfer import clone
+
+    repo = h.make_dataset(tmp_path / "repo")
+    remote = tmp_path / "remote"
+    _push(repo, str(remote))
+    lazy = clone(str(remote), tmp_path / "lazy", checkout=False)
+    for pack in (remote / "packs").glob("*.pack"):  # flip a byte in the middle of every payload-bearing pack
+        data = bytearray(pack.read_bytes())
+        if len(data) > 4096:
+            data[len(data) // 2] ^= 0xFF
+            pack.write_bytes(bytes(data))
+    with pytest.raises(CorruptObject):
+        checkout_to(lazy, "v1", tmp_path / "ro")
+    assert not (tmp_path / "ro").exists()
+    lazy.close()
+    repo.close()
