@@ -449,9 +449,13 @@ class StoreWriter:
         """Store many whole-file blobs ``(id, data)`` (ids computed by the caller) unless present: one claim
         under the lock for all of them, one write into a pack for the small ones. The batched form of
         :meth:`claim` + :meth:`put`, for a commit's small files."""
+        fresh: list[tuple[str, bytes]] = []
         with self._lock:
             pending = self._pending
-            fresh = [b for b in blobs if b[0] not in pending and not pending.add(b[0])]  # type: ignore[func-returns-value]
+            for blob in blobs:
+                if blob[0] not in pending:
+                    pending.add(blob[0])
+                    fresh.append(blob)
         has = self.store.has_for_write
         records: list[tuple[bytes, int, int, int, bytes | memoryview]] = []
         encode = codec.encode
