@@ -634,52 +634,57 @@ class Ingest:
                 self.on_bytes(sum(len(d) for _, d in blobs))
         return out
 
-    def _read_small(self, path: str, key: FileKey, threshold: int) -> tuple[Ingested, bytes | None]:
-        """Read and hash a file the scan saw below ``threshold``: its result and its bytes, for the caller to
-        store; bytes None when it vanished, or grew past the threshold and :meth:`one` stored it."""
-        full = self.root + path
+    def _open(self, path: str) -> int | None:
+        """An fd on the regular file ``path`` as it is now (never through a symlink); None if it vanished."""
         try:
-            fd = os.open(full, _OPEN_FLAGS)
+            return os.open(self.root + path, _OPEN_FLAGS)
         except FileNotFoundError:
-            return (path, None, 0, False, False), None
+            return None
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # replaced by a symlink since the scan
                 raise StorageError(f"{path} changed while being read; commit again") from None
             raise os_error(exc, f"cannot read {path}") from exc
+
+    @staticmethod
+    def _settled(path: str, key: FileKey, before: os.stat_result, after: os.stat_result) -> tuple[bool, bool]:
+        """``(executable, stable)`` of a file read between ``before`` and ``after``; raises if it changed
+        meanwhile (its bytes may mix two versions). Stable: still what the scan saw."""
+        size = before.st_size
+        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (size, before.st_mtime_ns, before.st_ctime_ns):
+            raise StorageError(f"{path} changed while being read; commit again")
+        return before.st_mode & 0o100 != 0, (size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino) == key[:4]
+
+    def _read_small(self, path: str, key: FileKey, threshold: int) -> tuple[Ingested, bytes | None]:
+        """Read and hash a file the scan saw below ``threshold``: its result and its bytes, for the caller to
+        store; bytes None when it vanished, or grew past the threshold and :meth:`one` stored it."""
+        fd = self._open(path)
+        if fd is None:
+            return (path, None, 0, False, False), None
         try:
             before = os.fstat(fd)
-            size = before.st_size
             if not stat.S_ISREG(before.st_mode):
                 raise StorageError(f"{path} changed while being read; commit again")
-            if size >= threshold:
+            if before.st_size >= threshold:
                 os.close(fd)
                 fd = -1
                 return self.one(path, key), None
-            data = _read_exactly(fd, size, path)
+            data = _read_exactly(fd, before.st_size, path)
             after = os.fstat(fd)
         except OSError as exc:
             raise os_error(exc, f"cannot read {path}") from exc
         finally:
             if fd >= 0:
                 os.close(fd)
-        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (size, before.st_mtime_ns, before.st_ctime_ns):
-            raise StorageError(f"{path} changed while being read; commit again")
-        stable = (size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino) == key[:4]
-        return (path, hash_bytes(data), size, before.st_mode & 0o100 != 0, stable), data
+        executable, stable = self._settled(path, key, before, after)
+        return (path, hash_bytes(data), before.st_size, executable, stable), data
 
     def one(self, path: str, key: FileKey) -> Ingested:
         """Read one file (``path`` relative to the root, ``key`` what the scan saw)."""
         if self.writer is None:
             return self._hash_only(path, key)
-        full = self.root + path
-        try:
-            fd = os.open(full, _OPEN_FLAGS)
-        except FileNotFoundError:
+        fd = self._open(path)
+        if fd is None:
             return (path, None, 0, False, False)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:  # replaced by a symlink since the scan
-                raise StorageError(f"{path} changed while being read; commit again") from None
-            raise os_error(exc, f"cannot read {path}") from exc
         try:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
@@ -693,11 +698,8 @@ class Ingest:
             raise os_error(exc, f"cannot read {path}") from exc
         finally:
             os.close(fd)
-        size = before.st_size
-        if (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (size, before.st_mtime_ns, before.st_ctime_ns):
-            raise StorageError(f"{path} changed while being read; commit again")
-        stable = (size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino) == key[:4]
-        return (path, oid, size, before.st_mode & 0o100 != 0, stable)
+        executable, stable = self._settled(path, key, before, after)
+        return (path, oid, before.st_size, executable, stable)
 
     def _store_whole(self, fd: int, path: str, size: int) -> str:
         data = _read_exactly(fd, size, path)
