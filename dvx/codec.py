@@ -18,6 +18,8 @@ RAW = 0
 ZSTD = 1
 
 MAX_OBJECT_SIZE = 256 << 20
+# The zstd levels a repository may be configured with (core.compression_level).
+LEVELS = range(1, 23)
 # Incompressibility is guessed from samples for objects of at least _SAMPLE_FROM bytes: three samples of
 # _SAMPLE bytes from _SPREAD_FROM on, else one from the middle. Smaller objects are simply compressed.
 _SAMPLE_FROM = 8 << 10

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import durable, worktree
+from . import codec, durable, worktree
 from .diff import Diff, diff_flat, differs
 from .errors import (
     BadConfig,
@@ -165,7 +165,7 @@ class Repo:
             self.level = int(core["compression_level"])
         except (KeyError, TypeError, ValueError) as exc:
             raise BadConfig(f"bad core settings in .dvx/config: {exc}") from exc
-        if not 1 <= self.level <= 22:
+        if self.level not in codec.LEVELS:
             raise BadConfig(f"core.compression_level must be 1..22, not {self.level}")
         c = self.chunking
         if not (256 <= c.avg <= 4 << 20 and 64 <= c.min <= min(c.avg, 1 << 20) and max(1024, c.avg) <= c.max <= 16 << 20
@@ -204,7 +204,7 @@ class Repo:
         if dvx.exists():
             raise RepositoryExists(f"a dvx repository already exists in {root}")
         check_ref_name(branch)
-        if isinstance(compression_level, bool) or not isinstance(compression_level, int) or not 1 <= compression_level <= 22:
+        if type(compression_level) is not int or compression_level not in codec.LEVELS:
             raise BadConfig(f"compression level must be 1..22, not {compression_level}")
         try:
             durable.make_dirs(root)

@@ -62,9 +62,7 @@ class PackStreamWriter:
         return self._pos
 
     def add(self, object_id: bytes, type_: int, codec: int, raw_size: int, payload: bytes | memoryview) -> None:
-        self._write(RECORD_HEADER.pack(object_id, type_, codec, raw_size, len(payload)))
-        self.entries.append(IndexEntry(object_id, type_, codec, self._pos, len(payload), raw_size))
-        self._write(payload)
+        self.add_many([(object_id, type_, codec, raw_size, payload)])
 
     def add_many(self, records: list[tuple[bytes, int, int, int, bytes | memoryview]]) -> None:
         """Append ``(id, type, codec, raw size, payload)`` records with one write and one hash update: the

@@ -56,6 +56,15 @@ def make_repo(root: Path, seed: int = 1, files: int = 12) -> Repo:
     return repo
 
 
+def pushed_repo(tmp_path: Path) -> tuple[Path, Repo]:
+    """``make_repo`` in ``tmp_path/src``, pushed to the folder remote ``tmp_path/remote`` (named origin)."""
+    remote = tmp_path / "remote"
+    src = make_repo(tmp_path / "src")
+    add_remote(src, "origin", str(remote), {})
+    push(src)
+    return remote, src
+
+
 def files_of(root: Path) -> dict[str, bytes]:
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
@@ -88,10 +97,7 @@ def test_pull_in_the_original_repository_fetches_the_new_contents(tmp_path: Path
 
 def test_pull_into_a_fresh_repository_with_a_remote_added(tmp_path: Path) -> None:
     """git init; git remote add origin URL; git pull: the same with dvx gives a full checkout."""
-    remote = tmp_path / "remote"
-    src = make_repo(tmp_path / "src")
-    add_remote(src, "origin", str(remote), {})
-    push(src)
+    remote, src = pushed_repo(tmp_path)
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     ok(dvx(fresh, "init"))
@@ -111,10 +117,7 @@ def test_pull_into_a_fresh_repository_with_a_remote_added(tmp_path: Path) -> Non
 def test_a_failed_clone_leaves_nothing_that_looks_like_a_repository(tmp_path: Path, case: str) -> None:
     """A clone that fails must not leave a valid-looking (empty or partial) repository behind, as git does not:
     it looked like an empty clone ("On branch main, No commits yet") and blocked the retry ("not empty")."""
-    remote = tmp_path / "remote"
-    src = make_repo(tmp_path / "src")
-    add_remote(src, "origin", str(remote), {})
-    push(src)
+    remote, src = pushed_repo(tmp_path)
     url, args, env = str(remote), [], {}
     if case == "not-a-remote":
         url = str(tmp_path / "nothing-here")
@@ -141,10 +144,7 @@ def test_a_failed_clone_leaves_nothing_that_looks_like_a_repository(tmp_path: Pa
 
 
 def test_clone_into_a_file_is_refused_with_one_clear_line(tmp_path: Path) -> None:
-    remote = tmp_path / "remote"
-    src = make_repo(tmp_path / "src")
-    add_remote(src, "origin", str(remote), {})
-    push(src)
+    remote, src = pushed_repo(tmp_path)
     (tmp_path / "afile").write_text("mine")
     line = one_error_line(dvx(tmp_path, "clone", str(remote), "afile"))
     assert "afile" in line and "not a folder" in line
@@ -182,10 +182,7 @@ def test_clone_of_a_relative_path_keeps_working_from_inside_the_clone(tmp_path: 
 def test_fetch_refuses_a_remote_ref_whose_commit_is_not_on_the_remote(tmp_path: Path, kind: str) -> None:
     """A remote ref naming a commit no remote pack holds became a local ref to nothing: afterwards the local
     `fsck` reported the repository broken and `gc` refused to run. Fetch must refuse it, naming the ref."""
-    remote = tmp_path / "remote"
-    src = make_repo(tmp_path / "src")
-    add_remote(src, "origin", str(remote), {})
-    push(src)
+    remote, src = pushed_repo(tmp_path)
     ok(dvx(tmp_path, "clone", str(remote), "c"))
     c = tmp_path / "c"
     if kind == "branch":
@@ -213,10 +210,7 @@ def test_fetch_refuses_a_remote_ref_whose_commit_is_not_on_the_remote(tmp_path: 
 def test_every_reader_refuses_a_remote_of_another_format(tmp_path: Path, marker: str) -> None:
     """`[1]` crashed with a traceback, `{"format": true}` was read as format 1 (True == 1 in Python), and
     `fsck --remote` and the lazy fetch of a checkout read a format-2 remote without looking at its marker."""
-    remote = tmp_path / "remote"
-    src = make_repo(tmp_path / "src")
-    add_remote(src, "origin", str(remote), {})
-    push(src)
+    remote, src = pushed_repo(tmp_path)
     ok(dvx(tmp_path, "clone", "--no-checkout", str(remote), "lazy"))
     (remote / "dvx-remote.json").write_bytes(marker.encode("latin-1"))
     lazy = tmp_path / "lazy"
@@ -258,10 +252,7 @@ def test_a_push_whose_ref_landed_does_not_report_failure_when_the_head_hint_cann
 def test_a_lazy_clone_pushes_to_a_second_remote_fetching_what_it_lacks(tmp_path: Path, make_remote_url: object) -> None:
     """`clone --no-checkout` then `push other` failed ("content of f1.bin is not in the local store") although the
     lazy remote holds every content: like any other reader, push must fetch what a lazy clone has not yet."""
-    remote = tmp_path / "remote"
-    src = make_repo(tmp_path / "src")
-    add_remote(src, "origin", str(remote), {})
-    push(src)
+    remote, src = pushed_repo(tmp_path)
     ok(dvx(tmp_path, "clone", "--no-checkout", str(remote), "lazy"))
     lazy = tmp_path / "lazy"
     other = make_remote_url("s3")  # type: ignore[operator]
@@ -297,10 +288,7 @@ def _relabel(remote: Path, object_id: str, new_type: int) -> None:
 def test_a_blob_relabelled_as_a_tree_by_the_remote_never_enters_the_store(tmp_path: Path) -> None:
     """Types come from the remote's index; a blob relabelled as a tree hashes right, so fetch stored it as a tree
     (a wrong object under a right id, kept forever) and `fsck --remote` compared only ids and offsets."""
-    remote = tmp_path / "remote"
-    src = make_repo(tmp_path / "src")
-    add_remote(src, "origin", str(remote), {})
-    push(src)
+    remote, src = pushed_repo(tmp_path)
     blob = src.ls(None, ["d0/f0.bin"])[0][1].id
     assert src.store.info(blob).type == BLOB  # type: ignore[union-attr]
     _relabel(remote, blob, TREE)
@@ -355,10 +343,7 @@ def test_a_pull_killed_before_it_moves_the_branch_is_completed_by_the_next_pull(
 
 def test_pull_over_uncommitted_changes_gives_advice_that_applies_to_pull(tmp_path: Path) -> None:
     """The refusal said "use --force to discard them", but `dvx pull` has no --force."""
-    remote = tmp_path / "remote"
-    src = make_repo(tmp_path / "src")
-    add_remote(src, "origin", str(remote), {})
-    push(src)
+    remote, src = pushed_repo(tmp_path)
     ok(dvx(tmp_path, "clone", str(remote), "c"))
     c = tmp_path / "c"
     (src.root / "d0" / "f0.bin").write_bytes(b"theirs")
@@ -380,10 +365,7 @@ def test_pull_over_uncommitted_changes_gives_advice_that_applies_to_pull(tmp_pat
 def test_clone_treats_a_bad_remote_head_as_absent(tmp_path: Path, head: bytes) -> None:
     """HEAD is only a hint (docs/format.md §17.5): invalid UTF-8 in it crashed clone with a traceback, and a HEAD
     naming a branch the remote does not have made clone fail instead of falling back to main."""
-    remote = tmp_path / "remote"
-    src = make_repo(tmp_path / "src")
-    add_remote(src, "origin", str(remote), {})
-    push(src)
+    remote, src = pushed_repo(tmp_path)
     (remote / "HEAD").write_bytes(head)
     out = ok(dvx(tmp_path, "clone", str(remote), "c"))
     assert "branch main" in out
@@ -393,10 +375,7 @@ def test_clone_treats_a_bad_remote_head_as_absent(tmp_path: Path, head: bytes) -
 def test_a_stray_index_in_a_subfolder_of_packs_is_not_read_as_a_pack_of_the_remote(tmp_path: Path) -> None:
     """Only ``packs/<id>.idx`` keys are indexes (docs/format.md §17.2): a copy in ``packs/old/`` was taken for
     ``packs/<id>.idx`` by its last component, and reading that (absent) key failed every fetch and push."""
-    remote = tmp_path / "remote"
-    src = make_repo(tmp_path / "src")
-    add_remote(src, "origin", str(remote), {})
-    push(src)
+    remote, src = pushed_repo(tmp_path)
     (remote / "packs" / "old").mkdir()
     (remote / "packs" / "old" / ("c" * 64 + ".idx")).write_bytes(b"not an index")
     ok(dvx(tmp_path, "clone", str(remote), "c"))

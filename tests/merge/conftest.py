@@ -129,6 +129,20 @@ class MemoryTrees:
         return decode_tree(self.store.objects[tree_id], tree_id)
 
 
+def count_reads(repo: Repo) -> list[int]:
+    """From now on, the type of every object ``repo`` reads from its store, in order (the list returned)."""
+    reads: list[int] = []
+    get = repo.store.get
+
+    def counting_get(object_id: str, expect_type: int | None = None) -> tuple[int, bytes]:
+        t, data = get(object_id, expect_type)
+        reads.append(t)
+        return t, data
+
+    repo.store.get = counting_get  # type: ignore[method-assign]
+    return reads
+
+
 # --- working-tree repositories and the CLI ---------------------------------------------------------------
 
 

@@ -180,15 +180,7 @@ def test_merge_records_the_new_head_listing_like_checkout(repo: Repo, h: Any) ->
     res = merge(repo, ["feature"])
     assert StatCache(repo.dvx / "index").load().head_commit == res.commit
     fresh = Repo(repo.root)
-    reads: list[int] = []
-    get = fresh.store.get
-
-    def counting_get(object_id: str, expect_type: int | None = None) -> tuple[int, bytes]:
-        t, data = get(object_id, expect_type)
-        reads.append(t)
-        return t, data
-
-    fresh.store.get = counting_get  # type: ignore[method-assign]
+    reads = h.count_reads(fresh)
     assert not fresh.status()
     assert TREE not in reads
     fresh.close()

@@ -70,26 +70,18 @@ def test_merge_100k_files_reads_no_content(tmp_path: Path, monkeypatch: Any, h: 
     built = time.perf_counter() - started
 
     fresh = Repo(tmp_path / "repo")  # cold caches: every tree the merge needs is read from the store
-    reads: dict[int, int] = {}
-    get = fresh.store.get
-
-    def counting_get(object_id: str, expect_type: int | None = None) -> tuple[int, bytes]:
-        t, data = get(object_id, expect_type)
-        reads[t] = reads.get(t, 0) + 1
-        return t, data
-
-    fresh.store.get = counting_get  # type: ignore[method-assign]
+    reads = h.count_reads(fresh)
     t0 = time.perf_counter()
     res = merge(fresh, ["theirs"], update_worktree=False)
     took = time.perf_counter() - t0
     print(
         f"\nbuilt 3 x 100,000-file trees in {built:.2f}s; merged in {took:.3f}s reading "
-        f"{reads.get(TREE, 0)} trees, {reads.get(COMMIT, 0)} commits, "
-        f"{reads.get(BLOB, 0) + reads.get(CHUNKED, 0)} file contents"
+        f"{reads.count(TREE)} trees, {reads.count(COMMIT)} commits, "
+        f"{reads.count(BLOB) + reads.count(CHUNKED)} file contents"
     )
-    assert reads.get(BLOB, 0) == 0 and reads.get(CHUNKED, 0) == 0
+    assert reads.count(BLOB) == 0 and reads.count(CHUNKED) == 0
     # Only the trees on changed paths: the three roots, shard003/007/042/090, images and a few buckets.
-    assert reads.get(TREE, 0) < 60
+    assert reads.count(TREE) < 60
     assert res.conflicts == [] and fresh.resolve("main") == res.commit
     assert (res.added, res.modified, res.deleted) == (51, 12, 1000)
 

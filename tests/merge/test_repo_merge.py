@@ -312,15 +312,7 @@ def test_without_worktree_only_objects_and_ref(repo: Repo, h: Any) -> None:
     h.set_branch(repo, "main", main)
     h.set_branch(repo, "feature", feature)
     h.write_files(repo.root, {"stray": "not part of any commit\n"})  # not checked, not touched
-    reads: list[int] = []
-    get = repo.store.get
-
-    def counting_get(object_id: str, expect_type: int | None = None) -> tuple[int, bytes]:
-        t, data = get(object_id, expect_type)
-        reads.append(t)
-        return t, data
-
-    repo.store.get = counting_get  # type: ignore[method-assign]
+    reads = h.count_reads(repo)
     res = merge(repo, ["feature"], update_worktree=False)
     from dvx.store import BLOB, CHUNKED
 
