@@ -571,8 +571,9 @@ class Ingest:
         self.on_bytes = on_bytes
         self.workers = workers if workers is not None else (os.cpu_count() or 2)
 
-    def run(self, todo: list[tuple[str, FileKey]]) -> list[Ingested]:
-        """Read every ``(path, scan key)`` of ``todo``; results in no particular order."""
+    def run(self, todo: list[tuple[str, FileKey]]) -> Iterator[Ingested]:
+        """Read every ``(path, scan key)`` of ``todo``; yields the results as batches finish, in no particular
+        order, so that the caller's bookkeeping overlaps with the reading. The first failure is raised."""
         big = sorted((t for t in todo if t[1][0] >= _BATCH_BYTES), key=lambda t: -t[1][0])
         tasks: list[list[tuple[str, FileKey]]] = [[t] for t in big]
         batch: list[tuple[str, FileKey]] = []
@@ -590,27 +591,27 @@ class Ingest:
         workers = min(len(tasks), self.workers)
         with gc_paused():
             if workers <= 1:
-                return [r for task in tasks for r in self._task(task)]
-            return self._parallel(tasks, workers)
+                for task in tasks:
+                    yield from self._task(task)
+            else:
+                yield from self._parallel(tasks, workers)
 
-    def _parallel(self, tasks: list[list[tuple[str, FileKey]]], workers: int) -> list[Ingested]:
+    def _parallel(self, tasks: list[list[tuple[str, FileKey]]], workers: int) -> Iterator[Ingested]:
         from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-        results: list[Ingested] = []
         queue = iter(tasks)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dvx-ingest")
         try:
             # A bounded number of tasks in flight: enough to keep every thread busy, few enough that results
-            # and read buffers never pile up.
+            # and read buffers never pile up. New tasks are queued before the finished ones are handed out.
             running: set[Future[list[Ingested]]] = {pool.submit(self._task, t) for t in itertools.islice(queue, 2 * workers)}
             while running:
                 done, running = wait(running, return_when=FIRST_COMPLETED)
-                for f in done:
-                    results.extend(f.result())  # the first failure propagates; the rest are cancelled below
                 running |= {pool.submit(self._task, t) for t in itertools.islice(queue, len(done))}
+                for f in done:
+                    yield from f.result()  # the first failure propagates; the rest are cancelled below
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        return results
 
     def _task(self, batch: list[tuple[str, FileKey]]) -> list[Ingested]:
         if self.writer is None:

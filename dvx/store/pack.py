@@ -8,6 +8,7 @@ reading the pack; the index also ends with the BLAKE3 of its preceding bytes.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from collections.abc import Iterator
@@ -43,19 +44,31 @@ class IndexEntry:
 
 
 class PackStreamWriter:
-    """Writes one pack to an open binary file, computing its hash on the way; call :meth:`finish` once."""
+    """Writes one pack to an open binary file, computing its hash on the way; call :meth:`finish` once.
+
+    An unbuffered file (``open(path, "xb", buffering=0)``) gets each batch of records with one ``writev``, so
+    the payloads are not copied into one buffer first; a buffered one gets them joined.
+    """
 
     def __init__(self, fh: BinaryIO) -> None:
         self._fh = fh
+        self._fd = fh.fileno() if isinstance(fh, io.FileIO) else None
         self._hash = blake3.blake3()
         self._pos = 0
         self.entries: list[IndexEntry] = []
-        self._write(PACK_MAGIC)
+        self._write_parts([PACK_MAGIC])
 
-    def _write(self, data: bytes | memoryview) -> None:
-        self._fh.write(data)
-        self._hash.update(data)
-        self._pos += len(data)
+    def _write_parts(self, parts: list[bytes | memoryview]) -> None:
+        update = self._hash.update
+        for part in parts:
+            update(part)
+        if self._fd is not None:
+            writev_all(self._fd, parts)
+        elif len(parts) == 1:
+            self._fh.write(parts[0])
+        else:
+            self._fh.write(b"".join(parts))
+        self._pos += sum(len(p) for p in parts)
 
     @property
     def size(self) -> int:
@@ -65,8 +78,8 @@ class PackStreamWriter:
         self.add_many([(object_id, type_, codec, raw_size, payload)])
 
     def add_many(self, records: list[tuple[bytes, int, int, int, bytes | memoryview]]) -> None:
-        """Append ``(id, type, codec, raw size, payload)`` records with one write and one hash update: the
-        per-object cost of a commit of many small files is mostly Python calls, so they are batched."""
+        """Append ``(id, type, codec, raw size, payload)`` records with one write: the per-object cost of a
+        commit of many small files is mostly Python calls and system calls, so they are batched."""
         parts: list[bytes | memoryview] = []
         pos = self._pos
         entries = self.entries
@@ -78,20 +91,39 @@ class PackStreamWriter:
             entries.append(IndexEntry(object_id, type_, codec, pos, n, raw_size))
             parts.append(payload)
             pos += n
-        if len(parts) == 2:
-            for part in parts:  # one record (perhaps a big one): not worth a copy
-                self._write(part)
-        else:
-            self._write(b"".join(parts))
+        self._write_parts(parts)
 
     def finish(self) -> bytes:
         """Write the trailer; return the pack hash (its name)."""
         head = PACK_END + struct.pack("<Q", len(self.entries))
-        self._fh.write(head)
         self._hash.update(head)
         digest = self._hash.digest()
-        self._fh.write(digest)
+        self._write_raw(head + digest)
         return digest
+
+    def _write_raw(self, data: bytes) -> None:
+        if self._fd is not None:
+            writev_all(self._fd, [data])
+        else:
+            self._fh.write(data)
+
+
+def writev_all(fd: int, parts: list[bytes | memoryview]) -> None:
+    """Write every part, in order, with as few ``writev`` calls as the kernel allows (short writes resumed)."""
+    todo: list[bytes | memoryview] = [p for p in parts if len(p)]
+    start = 0
+    while start < len(todo):
+        n = os.writev(fd, todo[start : start + _IOV_MAX])
+        while n:
+            size = len(todo[start])
+            if n < size:
+                todo[start] = memoryview(todo[start])[n:]
+                break
+            n -= size
+            start += 1
+
+
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
 
 
 def encode_index(pack_hash: bytes, entries: list[IndexEntry]) -> bytes:

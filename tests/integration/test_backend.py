@@ -376,11 +376,14 @@ def test_options() -> None:
 
 
 @pytest.mark.parametrize("kind", ["s3", "gs"])
-def test_check_unreachable_endpoint_fails_fast(kind: str) -> None:
+def test_check_unreachable_endpoint_fails_fast(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()  # nothing listens there
     options = {"endpoint_url": f"http://127.0.0.1:{port}"}
     if kind == "gs":
         options["token"] = "anon"
+    else:  # credentials of its own: without any, the check stops at "no AWS credentials" before connecting
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     b = open_backend(f"{kind}://bkt/prefix", options)
     start = time.monotonic()
     with pytest.raises(RemoteUnavailable) as info:

@@ -22,6 +22,28 @@ def test_random_data_is_stored_raw() -> None:
     assert bytes(payload) == data
 
 
+@pytest.mark.parametrize("size", [1 << 10, 8 << 10, 60 << 10, 64 << 10, 1 << 20])
+def test_random_data_is_raw_and_text_zstd_at_every_size(size: int) -> None:
+    # Below 64 KiB nothing is sampled: the whole object is compressed and kept only if that saves 5%.
+    noise = os.urandom(size)
+    assert codec.encode(noise, 1) == (codec.RAW, noise)
+    kind, payload = codec.encode(TEXT[:size], 1)
+    assert kind == codec.ZSTD
+    assert len(payload) < size // 2
+
+
+def test_from_64_kib_the_decision_is_taken_on_three_samples() -> None:
+    # Text except where the samples are taken (start, a third in, end): judged by the samples alone.
+    size = 256 << 10
+    data = bytearray(TEXT[:size])
+    for at in (0, size // 3, size - 4096):
+        data[at : at + 4096] = os.urandom(4096)
+    assert codec.looks_incompressible(bytes(data))
+    assert codec.encode(bytes(data), 1)[0] == codec.RAW
+    assert not codec.looks_incompressible(TEXT[: 100 << 10])
+    assert not codec.looks_incompressible(os.urandom(60 << 10))  # too small to sample
+
+
 def test_tiny_objects_are_stored_raw() -> None:
     assert codec.encode(b"a" * 10, 3)[0] == codec.RAW
 

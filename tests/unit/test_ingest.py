@@ -24,7 +24,7 @@ def new_store(tmp_path: Path) -> ObjectStore:
 def ingest(root: Path, store: ObjectStore, chunking: Chunking = SMALL, workers: int = 2) -> dict[str, tuple]:
     keys = {p: k for p, k in scan(root).keys.items() if not isinstance(k, str)}
     with store.writer() as w:
-        out = Ingest(root, w, chunking, 3, workers=workers).run(sorted(keys.items()))
+        out = list(Ingest(root, w, chunking, 3, workers=workers).run(sorted(keys.items())))
         written = w.objects_written
     return {r[0]: r for r in out} | {"": (written,)}
 
@@ -128,5 +128,5 @@ def test_a_file_replaced_by_a_symlink_after_the_scan_is_refused(tmp_path: Path) 
     store = new_store(tmp_path)
     with pytest.raises(StorageError, match="changed while being read"):
         with store.writer() as w:
-            Ingest(root, w, SMALL, 3, workers=1).run(keys)
+            list(Ingest(root, w, SMALL, 3, workers=1).run(keys))
     assert not list((tmp_path / "objects").rglob("*.pack"))  # nothing published by the failed writer

@@ -310,3 +310,26 @@ def test_store_without_tmp_dir_writes_loose_objects_like_packs(tmp_path: Path) -
     shutil.rmtree(tmp_path / "tmp")
     (oid,) = put(store, [(BLOB, big)])
     assert store.get(oid) == (BLOB, big)
+
+
+def test_short_writes_are_resumed_and_a_pack_written_in_dribbles_is_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kernel may take only part of a writev (signals, some file systems): the rest must follow, in order.
+    real = os.writev
+    calls = []
+
+    def dribble(fd: int, buffers: list[bytes]) -> int:
+        calls.append(len(buffers))
+        first = next(b for b in buffers if len(b))
+        return real(fd, [memoryview(first)[:7]])
+
+    monkeypatch.setattr(os, "writev", dribble)
+    store = new_store(tmp_path)
+    ids = put(store, SMALL)
+    monkeypatch.undo()
+    assert max(calls) > 1  # records really went out in batches
+    (pack,) = packs_on_disk(store)
+    data = pack.read_bytes()
+    assert blake3.blake3(data[:-32]).digest() == data[-32:]
+    fresh = new_store(tmp_path)
+    for oid, (type_, payload) in zip(ids, SMALL):
+        assert fresh.get(oid) == (type_, payload)
