@@ -359,8 +359,7 @@ class _OpenPack:
 
     def __init__(self, tmp_dir: Path) -> None:
         self.tmp = durable.temp_name(tmp_dir, "pack")
-        # Unbuffered: batches of records go out with one writev each (PackStreamWriter), never through a copy.
-        self.fh: BinaryIO = open(self.tmp, "xb", buffering=0)  # noqa: SIM115 - closed when sealed
+        self.fh: BinaryIO = open(self.tmp, "xb", buffering=1 << 20)  # noqa: SIM115 - closed when sealed
         self.stream = PackStreamWriter(self.fh)
         self.flushed = 0  # bytes already handed to writeback
         self.broken = False  # a write failed part way: never seal this pack

@@ -8,7 +8,6 @@ reading the pack; the index also ends with the BLAKE3 of its preceding bytes.
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 from collections.abc import Iterator
@@ -46,13 +45,16 @@ class IndexEntry:
 class PackStreamWriter:
     """Writes one pack to an open binary file, computing its hash on the way; call :meth:`finish` once.
 
-    An unbuffered file (``open(path, "xb", buffering=0)``) gets each batch of records with one ``writev``, so
-    the payloads are not copied into one buffer first; a buffered one gets them joined.
+    A single record goes through the file's buffer; a batch of records (:meth:`add_many`) into a real file goes
+    out with one ``writev`` after the buffer is flushed, so its payloads are not copied into one buffer first.
     """
 
     def __init__(self, fh: BinaryIO) -> None:
         self._fh = fh
-        self._fd = fh.fileno() if isinstance(fh, io.FileIO) else None
+        try:
+            self._fd: int | None = fh.fileno()
+        except (OSError, ValueError):  # io.UnsupportedOperation is both
+            self._fd = None  # an in-memory file
         self._hash = blake3.blake3()
         self._pos = 0
         self.entries: list[IndexEntry] = []
@@ -62,12 +64,12 @@ class PackStreamWriter:
         update = self._hash.update
         for part in parts:
             update(part)
-        if self._fd is not None:
+        if self._fd is not None and len(parts) > 2:
+            self._fh.flush()
             writev_all(self._fd, parts)
-        elif len(parts) == 1:
-            self._fh.write(parts[0])
         else:
-            self._fh.write(b"".join(parts))
+            for part in parts:
+                self._fh.write(part)
         self._pos += sum(len(p) for p in parts)
 
     @property
@@ -98,14 +100,8 @@ class PackStreamWriter:
         head = PACK_END + struct.pack("<Q", len(self.entries))
         self._hash.update(head)
         digest = self._hash.digest()
-        self._write_raw(head + digest)
+        self._fh.write(head + digest)
         return digest
-
-    def _write_raw(self, data: bytes) -> None:
-        if self._fd is not None:
-            writev_all(self._fd, [data])
-        else:
-            self._fh.write(data)
 
 
 def writev_all(fd: int, parts: list[bytes | memoryview]) -> None:
