@@ -657,7 +657,32 @@ class Ingest:
 
     def _read_small(self, path: str, key: FileKey, threshold: int) -> tuple[Ingested, bytes | None]:
         """Read and hash a file the scan saw below ``threshold``: its result and its bytes, for the caller to
-        store; bytes None when it vanished, or grew past the threshold and :meth:`one` stored it."""
+        store; bytes None when it vanished, or grew past the threshold and :meth:`one` stored it.
+
+        The common case costs open, read, fstat, close: a file whose stat after the read is still the scan's
+        (ctime included, which no write leaves alone) was read as the scan saw it. Anything else is read again
+        by :meth:`_read_small_checked`, which brackets the read with two fstats.
+        """
+        fd = self._open(path)
+        if fd is None:
+            return (path, None, 0, False, False), None
+        size = key[0]
+        try:
+            data = os.read(fd, size + 1)  # size + 1: a file that grew is noticed
+            after = os.fstat(fd)
+        except IsADirectoryError:
+            data, after = b"", None  # replaced by a folder: the checked read reports it
+        except OSError as exc:
+            raise os_error(exc, f"cannot read {path}") from exc
+        finally:
+            os.close(fd)
+        if (after is not None and len(data) == size and stat.S_ISREG(after.st_mode)
+                and (after.st_size, after.st_mtime_ns, after.st_ctime_ns, after.st_ino) == key[:4]):
+            return (path, hash_bytes(data), size, after.st_mode & 0o100 != 0, True), data
+        return self._read_small_checked(path, key, threshold)
+
+    def _read_small_checked(self, path: str, key: FileKey, threshold: int) -> tuple[Ingested, bytes | None]:
+        """:meth:`_read_small` for a file that changed since the scan (or is being changed)."""
         fd = self._open(path)
         if fd is None:
             return (path, None, 0, False, False), None

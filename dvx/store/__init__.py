@@ -457,13 +457,10 @@ class StoreWriter:
                     pending.add(blob[0])
                     fresh.append(blob)
         has = self.store.has_for_write
+        todo = [(oid, data) for oid, data in fresh if not has(oid, len(data))]
         records: list[tuple[bytes, int, int, int, bytes | memoryview]] = []
-        encode = codec.encode
-        for oid, data in fresh:
+        for (oid, data), (codec_, payload) in zip(todo, codec.encode_many([d for _, d in todo], level)):
             size = len(data)
-            if has(oid, size):
-                continue
-            codec_, payload = encode(data, level)
             if size >= LOOSE_THRESHOLD:
                 self._write_loose(oid, BLOB, codec_, size, payload)
             else:

@@ -43,34 +43,19 @@ class IndexEntry:
 
 
 class PackStreamWriter:
-    """Writes one pack to an open binary file, computing its hash on the way; call :meth:`finish` once.
-
-    A single record goes through the file's buffer; a batch of records (:meth:`add_many`) into a real file goes
-    out with one ``writev`` after the buffer is flushed, so its payloads are not copied into one buffer first.
-    """
+    """Writes one pack to an open binary file, computing its hash on the way; call :meth:`finish` once."""
 
     def __init__(self, fh: BinaryIO) -> None:
         self._fh = fh
-        try:
-            self._fd: int | None = fh.fileno()
-        except (OSError, ValueError):  # io.UnsupportedOperation is both
-            self._fd = None  # an in-memory file
         self._hash = blake3.blake3()
         self._pos = 0
         self.entries: list[IndexEntry] = []
-        self._write_parts([PACK_MAGIC])
+        self._write(PACK_MAGIC)
 
-    def _write_parts(self, parts: list[bytes | memoryview]) -> None:
-        update = self._hash.update
-        for part in parts:
-            update(part)
-        if self._fd is not None and len(parts) > 2:
-            self._fh.flush()
-            writev_all(self._fd, parts)
-        else:
-            for part in parts:
-                self._fh.write(part)
-        self._pos += sum(len(p) for p in parts)
+    def _write(self, data: bytes | memoryview) -> None:
+        self._fh.write(data)
+        self._hash.update(data)
+        self._pos += len(data)
 
     @property
     def size(self) -> int:
@@ -80,8 +65,8 @@ class PackStreamWriter:
         self.add_many([(object_id, type_, codec, raw_size, payload)])
 
     def add_many(self, records: list[tuple[bytes, int, int, int, bytes | memoryview]]) -> None:
-        """Append ``(id, type, codec, raw size, payload)`` records with one write: the per-object cost of a
-        commit of many small files is mostly Python calls and system calls, so they are batched."""
+        """Append ``(id, type, codec, raw size, payload)`` records with one write and one hash update: the
+        per-object cost of a commit of many small files is mostly Python calls, so they are batched."""
         parts: list[bytes | memoryview] = []
         pos = self._pos
         entries = self.entries
@@ -93,33 +78,20 @@ class PackStreamWriter:
             entries.append(IndexEntry(object_id, type_, codec, pos, n, raw_size))
             parts.append(payload)
             pos += n
-        self._write_parts(parts)
+        if len(parts) == 2:
+            for part in parts:  # one record (perhaps a big one): not worth a copy
+                self._write(part)
+        else:
+            self._write(b"".join(parts))
 
     def finish(self) -> bytes:
         """Write the trailer; return the pack hash (its name)."""
         head = PACK_END + struct.pack("<Q", len(self.entries))
+        self._fh.write(head)
         self._hash.update(head)
         digest = self._hash.digest()
-        self._fh.write(head + digest)
+        self._fh.write(digest)
         return digest
-
-
-def writev_all(fd: int, parts: list[bytes | memoryview]) -> None:
-    """Write every part, in order, with as few ``writev`` calls as the kernel allows (short writes resumed)."""
-    todo: list[bytes | memoryview] = [p for p in parts if len(p)]
-    start = 0
-    while start < len(todo):
-        n = os.writev(fd, todo[start : start + _IOV_MAX])
-        while n:
-            size = len(todo[start])
-            if n < size:
-                todo[start] = memoryview(todo[start])[n:]
-                break
-            n -= size
-            start += 1
-
-
-_IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
 
 
 def encode_index(pack_hash: bytes, entries: list[IndexEntry]) -> bytes:

@@ -122,3 +122,13 @@ def test_corrupt_error_names_the_object() -> None:
         codec.decode(codec.RAW, b"abc", 4, "ab" * 32)
     assert info.value.object_id == "ab" * 32
     assert "ab" * 32 in str(info.value)
+
+
+def test_encode_many_decides_like_encode_for_each_object() -> None:
+    datas = [TEXT[:5000], os.urandom(5000), b"tiny", b"", TEXT[:300_000], os.urandom(300_000), TEXT[:70_000] * 2]
+    many = codec.encode_many(datas, 1)
+    assert [kind for kind, _ in many] == [codec.encode(d, 1)[0] for d in datas]
+    for data, (kind, payload) in zip(datas, many):
+        assert codec.decode(kind, bytes(payload), len(data), OID) == data
+    assert many[0][0] == codec.ZSTD and many[1] == (codec.RAW, datas[1])
+    assert codec.encode_many([], 1) == []

@@ -311,30 +311,3 @@ def test_store_without_tmp_dir_writes_loose_objects_like_packs(tmp_path: Path) -
     (oid,) = put(store, [(BLOB, big)])
     assert store.get(oid) == (BLOB, big)
 
-
-def test_short_writes_are_resumed_and_a_pack_written_in_dribbles_is_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A batch of records goes out by writev, which the kernel may take only in part (signals, some file
-    # systems): the rest must follow, in order. Single records go through the file's buffer, before and after.
-    real = os.writev
-    calls: list[int] = []
-
-    def dribble(fd: int, buffers: list[bytes]) -> int:
-        calls.append(len(buffers))
-        first = next(b for b in buffers if len(b))
-        return real(fd, [memoryview(first)[:7]])
-
-    monkeypatch.setattr(os, "writev", dribble)
-    store = new_store(tmp_path)
-    blobs = [(hash_bytes(d), d) for d in (TEXT, os.urandom(3000), b"", b"x" * 100, TEXT[:999])]
-    with store.writer() as w:
-        w.add(hash_bytes(b"single"), BLOB, b"single")
-        w.add_blobs(blobs, 1)
-        w.add(hash_bytes(b"after"), BLOB, b"after")
-    monkeypatch.undo()
-    assert calls and max(calls) > 2  # the batch really went out by writev
-    (pack,) = packs_on_disk(store)
-    data = pack.read_bytes()
-    assert blake3.blake3(data[:-32]).digest() == data[-32:]
-    fresh = new_store(tmp_path)
-    for oid, payload in [*blobs, (hash_bytes(b"single"), b"single"), (hash_bytes(b"after"), b"after")]:
-        assert fresh.get(oid) == (BLOB, payload)
