@@ -4,6 +4,7 @@ that change between the scan and the read."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,32 @@ def test_a_file_replaced_by_a_symlink_after_the_scan_is_refused(tmp_path: Path) 
         with store.writer() as w:
             list(Ingest(root, w, SMALL, 3, workers=1).run(keys))
     assert not list((tmp_path / "objects").rglob("*.pack"))  # nothing published by the failed writer
+
+
+def test_same_size_rewrite_with_the_old_mtime_put_back_is_still_noticed(tmp_path: Path) -> None:
+    # Size and mtime as the scan saw them: only the ctime tells, and the read must not trust the scan's key.
+    root = tmp_path / "w"
+    root.mkdir()
+    (root / "f").write_bytes(b"version one")
+    keys = sorted(scan(root).keys.items())
+    st = (root / "f").stat()
+    time.sleep(0.01)
+    (root / "f").write_bytes(b"version two")
+    os.utime(root / "f", ns=(st.st_atime_ns, st.st_mtime_ns))
+    store = new_store(tmp_path)
+    with store.writer() as w:
+        [(_, oid, size, _, stable)] = Ingest(root, w, SMALL, 3, workers=1).run(keys)
+    assert (oid, size, stable) == (hash_bytes(b"version two"), 11, False)
+
+
+def test_a_file_replaced_by_a_folder_after_the_scan_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "w"
+    root.mkdir()
+    (root / "f").write_bytes(b"data")
+    keys = sorted(scan(root).keys.items())
+    (root / "f").unlink()
+    (root / "f").mkdir()
+    store = new_store(tmp_path)
+    with pytest.raises(StorageError, match="changed while being read"):
+        with store.writer() as w:
+            list(Ingest(root, w, SMALL, 3, workers=1).run(keys))
