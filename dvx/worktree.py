@@ -186,62 +186,83 @@ def scan(root: Path) -> ScanResult:
 
 
 def _scan_folder(folder: _Folder, keys: dict[str, ScanKey], warnings: list[str], todo: list[_Folder]) -> None:
-    """Add the kept files and symlinks of one folder to ``keys`` and its subfolders to ``todo``."""
+    """Add the kept files and symlinks of one folder to ``keys`` and its subfolders to ``todo``.
+
+    The folder is opened once and its entries are stat'ed relative to that descriptor: no path is resolved
+    twice, and a subfolder swapped for a symlink since its parent was listed is never followed (``O_NOFOLLOW``).
+    Measured on 20,000 files in 200 folders: 0.068-0.073 s, against 0.075-0.087 s with ``os.scandir`` and
+    ``DirEntry.stat``.
+    """
     rel_dir, abs_dir, unchecked, ignores = folder
     s_isreg, s_isdir, s_islnk = stat.S_ISREG, stat.S_ISDIR, stat.S_ISLNK
     try:
-        with os.scandir(abs_dir) as it:
-            listing = list(it)
+        fd = os.open(abs_dir, _DIR_FLAGS if rel_dir else _ROOT_FLAGS)
     except FileNotFoundError:
         if not rel_dir:
             raise
         return  # removed while we scanned
     except PermissionError as exc:
         raise os_error(exc, f"cannot read directory {rel_dir or '.'}") from exc
-    if any(de.name == IGNORE_FILE for de in listing):
-        spec = load_ignore(abs_dir, rel_dir)  # as git: a folder's ignore file applies below it
-        if spec is not None:
-            ignores = (*ignores, (rel_dir, spec))
-    for de in listing:
-        name = de.name
-        plain = _plain(name)
-        if not plain:
-            if name in ALWAYS_IGNORED or (not rel_dir and name.startswith(".dvx-init-")):
-                continue
-            if name.startswith(".dvx.") and name.endswith(".tmp"):
-                continue  # a checkout's temp file (left only by a crash)
-        rel = rel_dir + name
+    except OSError as exc:
+        if rel_dir and exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise StorageError(f"{rel_dir[:-1]} changed while being scanned; try again") from None
+        raise os_error(exc, f"cannot read directory {rel_dir or '.'}") from exc
+    try:
         try:
-            st = de.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue  # removed while we scanned
-        mode = st.st_mode
-        if s_isdir(mode):
-            if ignores and _ignored(ignores, rel + "/"):
+            names = os.listdir(fd)
+        except PermissionError as exc:
+            raise os_error(exc, f"cannot read directory {rel_dir or '.'}") from exc
+        if IGNORE_FILE in names:
+            spec = load_ignore(abs_dir, rel_dir)  # as git: a folder's ignore file applies below it
+            if spec is not None:
+                ignores = (*ignores, (rel_dir, spec))
+        lstat = os.stat
+        for name in names:
+            plain = _plain(name)
+            if not plain:
+                if name in ALWAYS_IGNORED or (not rel_dir and name.startswith(".dvx-init-")):
+                    continue
+                if name.startswith(".dvx.") and name.endswith(".tmp"):
+                    continue  # a checkout's temp file (left only by a crash)
+            rel = rel_dir + name
+            try:
+                st = lstat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed while we scanned
+            mode = st.st_mode
+            if s_isdir(mode):
+                if ignores and _ignored(ignores, rel + "/"):
+                    continue
+                todo.append((rel + "/", f"{abs_dir}/{name}", unchecked if plain else (*unchecked, name), ignores))
                 continue
-            todo.append((rel + "/", de.path, unchecked if plain else (*unchecked, name), ignores))
-            continue
-        if ignores and _ignored(ignores, rel):
-            continue
-        if s_isreg(mode):
-            key: ScanKey = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, mode & 0o100 != 0)
-        elif s_islnk(mode):
-            key = _link_target(de.path, rel)
-        else:
-            warnings.append(f"skipping special file {rel} (not a regular file, directory or symlink)")
-            continue
-        # Names are checked only for what is kept: an ignored file or folder may have any name.
-        if unchecked:
-            for part in unchecked:
-                _check_kept(rel, part)
-            unchecked = ()
-        if not plain:
-            _check_kept(rel, name)
-        keys[rel] = key
+            if ignores and _ignored(ignores, rel):
+                continue
+            if s_isreg(mode):
+                key: ScanKey = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, mode & 0o100 != 0)
+            elif s_islnk(mode):
+                key = _link_target(name, rel, fd)
+            else:
+                warnings.append(f"skipping special file {rel} (not a regular file, directory or symlink)")
+                continue
+            # Names are checked only for what is kept: an ignored file or folder may have any name.
+            if unchecked:
+                for part in unchecked:
+                    _check_kept(rel, part)
+                unchecked = ()
+            if not plain:
+                _check_kept(rel, name)
+            keys[rel] = key
+    finally:
+        os.close(fd)
 
 
-def _link_target(path: str, rel: str) -> str:
-    target = os.readlink(path)
+# The root may be reached through a symlink (a project path that is one); folders inside never are.
+_ROOT_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = _ROOT_FLAGS | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _link_target(name: str, rel: str, dir_fd: int) -> str:
+    target = os.readlink(name, dir_fd=dir_fd)
     try:
         target.encode("utf-8")
     except UnicodeEncodeError:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dvx import worktree
-from dvx.errors import BadPath
+from dvx.errors import BadPath, StorageError
 from dvx.model import FILE, LINK
 from dvx.repo import Repo
 
@@ -127,3 +127,24 @@ def test_a_non_utf8_name_is_refused_naming_it_unless_dvxignore_excludes_it(tmp_p
         worktree.scan(tmp_path)
     (tmp_path / ".dvxignore").write_text("bad*\nd*/\n")
     assert sorted(worktree.scan(tmp_path).files) == [".dvxignore", "good.txt"]
+
+
+def test_a_folder_swapped_for_a_symlink_during_the_scan_is_never_followed(tmp_path: Path) -> None:
+    # The scan lists a folder, then opens each subfolder later: if one became a symlink in between (here: the
+    # queued folder is handed over as one), it must not be read through, wherever the link points.
+    root = tmp_path / "w"
+    root.mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret").write_text("not part of the tree")
+    (root / "sub").symlink_to(tmp_path / "outside")
+    keys: dict = {}
+    with pytest.raises(StorageError, match="sub changed while being scanned"):
+        worktree._scan_folder(("sub/", str(root / "sub"), (), ()), keys, [], [])
+    assert keys == {}
+
+
+def test_the_root_may_be_reached_through_a_symlink(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "f").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert list(worktree.scan(tmp_path / "link").keys) == ["f"]
