@@ -807,8 +807,9 @@ class _Checkout:
         """Delete, make folders, place files in parallel, then symlinks (no file is written through one)."""
         self.remove(plan.deletes, plan.dirs)
         self.make_dirs(plan.dirs)
-        files = [(p, e) for p, e in sorted(plan.writes.items()) if e.kind == FILE]
-        links = [(p, e) for p, e in sorted(plan.writes.items()) if e.kind == LINK]
+        ordered = sorted(plan.writes.items())
+        files = [(p, e) for p, e in ordered if e.kind == FILE]
+        links = [(p, e) for p, e in ordered if e.kind == LINK]
         place = self.link_batch if self.method == "hardlink" else self.place_batch
         # Contiguous batches: one thread works through one folder at a time (a folder's entries are added under
         # its lock, so threads in different folders do not wait for each other).
