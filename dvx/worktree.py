@@ -195,6 +195,7 @@ def _scan_folder(folder: _Folder, keys: dict[str, ScanKey], warnings: list[str],
     """
     rel_dir, abs_dir, unchecked, ignores = folder
     s_isreg, s_isdir, s_islnk = stat.S_ISREG, stat.S_ISDIR, stat.S_ISLNK
+    where = f"cannot read directory {rel_dir[:-1] or '.'}"
     try:
         fd = os.open(abs_dir, _DIR_FLAGS if rel_dir else _ROOT_FLAGS)
     except FileNotFoundError:
@@ -202,16 +203,16 @@ def _scan_folder(folder: _Folder, keys: dict[str, ScanKey], warnings: list[str],
             raise
         return  # removed while we scanned
     except PermissionError as exc:
-        raise os_error(exc, f"cannot read directory {rel_dir or '.'}") from exc
+        raise os_error(exc, where) from exc
     except OSError as exc:
         if rel_dir and exc.errno in (errno.ELOOP, errno.ENOTDIR):
             raise StorageError(f"{rel_dir[:-1]} changed while being scanned; try again") from None
-        raise os_error(exc, f"cannot read directory {rel_dir or '.'}") from exc
+        raise os_error(exc, where) from exc
     try:
         try:
             names = os.listdir(fd)
         except PermissionError as exc:
-            raise os_error(exc, f"cannot read directory {rel_dir or '.'}") from exc
+            raise os_error(exc, where) from exc
         if IGNORE_FILE in names:
             spec = load_ignore(abs_dir, rel_dir)  # as git: a folder's ignore file applies below it
             if spec is not None:
@@ -229,6 +230,8 @@ def _scan_folder(folder: _Folder, keys: dict[str, ScanKey], warnings: list[str],
                 st = lstat(name, dir_fd=fd, follow_symlinks=False)
             except FileNotFoundError:
                 continue  # removed while we scanned
+            except OSError as exc:  # named by its path in the tree: the call only saw the bare name
+                raise os_error(exc, f"cannot read {rel}") from exc
             mode = st.st_mode
             if s_isdir(mode):
                 if ignores and _ignored(ignores, rel + "/"):
@@ -262,7 +265,10 @@ _DIR_FLAGS = _ROOT_FLAGS | getattr(os, "O_NOFOLLOW", 0)
 
 
 def _link_target(name: str, rel: str, dir_fd: int) -> str:
-    target = os.readlink(name, dir_fd=dir_fd)
+    try:
+        target = os.readlink(name, dir_fd=dir_fd)
+    except OSError as exc:
+        raise os_error(exc, f"cannot read symlink {rel}") from exc
     try:
         target.encode("utf-8")
     except UnicodeEncodeError:

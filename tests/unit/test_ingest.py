@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -91,72 +92,61 @@ def test_a_file_that_vanished_after_the_scan_is_reported_without_id(tmp_path: Pa
     assert b"".join(store.iter_file(out["keep"][1])) == b"keep"
 
 
-def test_a_file_rewritten_after_the_scan_is_stored_as_read_but_not_stable(tmp_path: Path) -> None:
+def read_after_change(tmp_path: Path, content: bytes, change: Callable[[Path], object]) -> tuple[ObjectStore, tuple]:
+    """Scan a tree holding one file ``f`` of ``content``, apply ``change`` to it, then ingest what the scan saw:
+    the store and ``(id, size, stable)`` of the one result."""
     root = tmp_path / "w"
     root.mkdir()
-    (root / "f").write_bytes(b"old")
+    (root / "f").write_bytes(content)
     keys = sorted(scan(root).keys.items())
-    (root / "f").write_bytes(b"new, and longer")
+    change(root / "f")
     store = new_store(tmp_path)
     with store.writer() as w:
         [(_, oid, size, _, stable)] = Ingest(root, w, SMALL, 3, workers=1).run(keys)
-    assert (oid, size, stable) == (hash_bytes(b"new, and longer"), 15, False)
+    return store, (oid, size, stable)
+
+
+def test_a_file_rewritten_after_the_scan_is_stored_as_read_but_not_stable(tmp_path: Path) -> None:
+    _, got = read_after_change(tmp_path, b"old", lambda f: f.write_bytes(b"new, and longer"))
+    assert got == (hash_bytes(b"new, and longer"), 15, False)
 
 
 def test_a_small_file_grown_past_the_threshold_since_the_scan_is_chunked(tmp_path: Path) -> None:
-    root = tmp_path / "w"
-    root.mkdir()
-    (root / "f").write_bytes(b"tiny")
-    keys = sorted(scan(root).keys.items())
     data = os.urandom(400 << 10)
-    (root / "f").write_bytes(data)
-    store = new_store(tmp_path)
-    with store.writer() as w:
-        [(_, oid, size, _, stable)] = Ingest(root, w, SMALL, 3, workers=1).run(keys)
-    assert (oid, size, stable) == (hash_bytes(data), len(data), False)
-    assert store.info(oid).type == CHUNKED
-    assert b"".join(store.iter_file(oid)) == data
+    store, got = read_after_change(tmp_path, b"tiny", lambda f: f.write_bytes(data))
+    assert got == (hash_bytes(data), len(data), False)
+    assert store.info(got[0]).type == CHUNKED
+    assert b"".join(store.iter_file(got[0])) == data
 
 
 def test_a_file_replaced_by_a_symlink_after_the_scan_is_refused(tmp_path: Path) -> None:
-    root = tmp_path / "w"
-    root.mkdir()
-    (root / "f").write_bytes(b"data")
     (tmp_path / "secret").write_bytes(b"outside the tree")
-    keys = sorted(scan(root).keys.items())
-    (root / "f").unlink()
-    (root / "f").symlink_to(tmp_path / "secret")
-    store = new_store(tmp_path)
+
+    def to_symlink(f: Path) -> None:
+        f.unlink()
+        f.symlink_to(tmp_path / "secret")
+
     with pytest.raises(StorageError, match="changed while being read"):
-        with store.writer() as w:
-            list(Ingest(root, w, SMALL, 3, workers=1).run(keys))
+        read_after_change(tmp_path, b"data", to_symlink)
     assert not list((tmp_path / "objects").rglob("*.pack"))  # nothing published by the failed writer
 
 
 def test_same_size_rewrite_with_the_old_mtime_put_back_is_still_noticed(tmp_path: Path) -> None:
     # Size and mtime as the scan saw them: only the ctime tells, and the read must not trust the scan's key.
-    root = tmp_path / "w"
-    root.mkdir()
-    (root / "f").write_bytes(b"version one")
-    keys = sorted(scan(root).keys.items())
-    st = (root / "f").stat()
-    time.sleep(0.01)
-    (root / "f").write_bytes(b"version two")
-    os.utime(root / "f", ns=(st.st_atime_ns, st.st_mtime_ns))
-    store = new_store(tmp_path)
-    with store.writer() as w:
-        [(_, oid, size, _, stable)] = Ingest(root, w, SMALL, 3, workers=1).run(keys)
-    assert (oid, size, stable) == (hash_bytes(b"version two"), 11, False)
+    def rewrite_keeping_mtime(f: Path) -> None:
+        st = f.stat()
+        time.sleep(0.01)
+        f.write_bytes(b"version two")
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    _, got = read_after_change(tmp_path, b"version one", rewrite_keeping_mtime)
+    assert got == (hash_bytes(b"version two"), 11, False)
 
 
 def test_a_file_replaced_by_a_folder_after_the_scan_is_refused(tmp_path: Path) -> None:
-    root = tmp_path / "w"
-    root.mkdir()
-    (root / "f").write_bytes(b"data")
-    keys = sorted(scan(root).keys.items())
-    (root / "f").unlink()
-    (root / "f").mkdir()
-    store = new_store(tmp_path)
+    def to_folder(f: Path) -> None:
+        f.unlink()
+        f.mkdir()
+
     with pytest.raises(StorageError, match="changed while being read"):
-        with store.writer() as w:
-            list(Ingest(root, w, SMALL, 3, workers=1).run(keys))
+        read_after_change(tmp_path, b"data", to_folder)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dvx import worktree
-from dvx.errors import BadPath, StorageError
+from dvx.errors import BadPath, DvxError, StorageError
 from dvx.model import FILE, LINK
 from dvx.repo import Repo
 
@@ -148,3 +148,18 @@ def test_the_root_may_be_reached_through_a_symlink(tmp_path: Path) -> None:
     (tmp_path / "real" / "f").write_text("x")
     (tmp_path / "link").symlink_to(tmp_path / "real")
     assert list(worktree.scan(tmp_path / "link").keys) == ["f"]
+
+
+def test_an_unreadable_entry_is_named_by_its_path_in_the_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Entries are stat'ed relative to their folder, so the OS error alone names only "c.bin".
+    write(tmp_path, {"sub/c.bin": "c"})
+    real = os.stat
+
+    def refuse(path: object, *args: object, dir_fd: int | None = None, **kwargs: object) -> os.stat_result:
+        if dir_fd is not None and path == "c.bin":
+            raise PermissionError(13, "Permission denied", path)
+        return real(path, *args, dir_fd=dir_fd, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", refuse)
+    with pytest.raises(DvxError, match="cannot read sub/c.bin: permission denied"):
+        worktree.scan(tmp_path)
