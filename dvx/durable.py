@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import stat
 import threading
 from pathlib import Path
 
@@ -53,6 +54,74 @@ def fault(site: str) -> None:
         code = getattr(errno, action.split(":", 1)[1])
         raise OSError(code, os.strerror(code))
     raise ValueError(f"unknown DVX_FAULT action {action!r}")
+
+
+class NotRegularFile(OSError):
+    """What should be a plain file is a folder, a fifo, a socket, a device or (not followed) a symbolic link.
+
+    An ``OSError``, so a caller that turns OS errors into one line (:func:`dvx.errors.os_error`) says
+    "cannot read X: a fifo, not a regular file (path)"; ``kind`` is "a fifo", "a folder"...
+    """
+
+    def __init__(self, path: str | Path, kind: str) -> None:
+        super().__init__(errno.EINVAL, f"{kind}, not a regular file", os.fspath(path))
+        self.kind = kind
+
+
+def file_kind(mode: int) -> str:
+    """"a folder", "a fifo"... for an ``st_mode`` (for messages)."""
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return kind
+    return "a regular file" if stat.S_ISREG(mode) else "a special file"
+
+
+def open_regular(path: str | Path, *, follow: bool = True) -> tuple[int, os.stat_result]:
+    """Open ``path`` read-only without blocking and return ``(fd, fstat)``, or raise :class:`NotRegularFile`.
+
+    ``O_NONBLOCK`` makes opening a fifo return at once (a plain ``open`` would wait forever for a writer);
+    ``fstat`` on the open descriptor then refuses anything but a regular file, with no race between the check
+    and the read. ``follow=False`` adds ``O_NOFOLLOW``: a symbolic link is refused too. Other OS errors
+    (``FileNotFoundError``...) are the caller's to handle. The caller closes the descriptor.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if not follow and exc.errno == errno.ELOOP:
+            raise NotRegularFile(path, "a symbolic link") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(path, file_kind(st.st_mode))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def read_regular_file(path: str | Path, *, follow: bool = True, limit: int | None = None) -> bytes:
+    """The bytes of the regular file ``path``, never blocking on a fifo (see :func:`open_regular`).
+
+    With ``limit``, at most ``limit + 1`` bytes are read, so a caller can tell a file that is too big (and
+    need not hold a huge one in memory).
+    """
+    fd, st = open_regular(path, follow=follow)
+    try:
+        parts: list[bytes] = []
+        left = None if limit is None else limit + 1
+        while left is None or left > 0:
+            chunk = os.read(fd, max(st.st_size, 1 << 16) if left is None else left)
+            if not chunk:
+                break
+            parts.append(chunk)
+            if left is not None:
+                left -= len(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: str | Path) -> None:

@@ -41,6 +41,10 @@ class UnknownRevision(DvxError):
     """A revision (branch, tag, id, ``REV~N``…) that names nothing, or names several things."""
 
 
+class RevisionNotFound(UnknownRevision):
+    """No branch, tag or commit has the name (as opposed to a bad ``~``/``^`` step or an ambiguous prefix)."""
+
+
 class RefExists(DvxError):
     """Creating a branch or tag whose name is taken."""
 

@@ -139,8 +139,12 @@ class RemoteContent:
             _, ce = self.entry(cid)
             if ce.type == CHUNKED and cid != file_id:
                 sub = self._manifest(cid)
-                if sum(s for _, s in sub) != n or any(self.entry(c)[1].type != BLOB for c, _ in sub):
-                    raise CorruptObject(f"chunk {cid} of file {file_id} is corrupt", cid)
+                if n > codec.MAX_OBJECT_SIZE or sum(s for _, s in sub) != n:
+                    raise CorruptObject(f"chunk manifest {cid} of file {file_id} does not describe {n} bytes", cid)
+                for c, s in sub:  # each part a blob of exactly its listed size: a piece is written whole (_write)
+                    pe = self.entry(c)[1]
+                    if pe.type != BLOB or pe.raw_size != s:
+                        raise CorruptObject(f"chunk {c} of chunk manifest {cid} is not a blob of {s} bytes", cid)
                 out.extend(sub)
             elif ce.type == BLOB and ce.raw_size == n:
                 out.append((cid, n))

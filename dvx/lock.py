@@ -8,23 +8,49 @@ who holds it.
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import sys
 import time
 from pathlib import Path
 from types import TracebackType
 
-from .errors import LockedError, os_error
+from .errors import BadConfig, LockedError, os_error
+
+DEFAULT_TIMEOUT = 30.0
+
+
+def env_timeout() -> float:
+    """``$DVX_LOCK_TIMEOUT`` in seconds (default 30): a finite number >= 0, else :class:`BadConfig`."""
+    text = os.environ.get("DVX_LOCK_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise BadConfig(f"DVX_LOCK_TIMEOUT must be a number of seconds >= 0, not {text!r}")
+    return value
 
 
 class RepoLock:
     def __init__(self, path: Path, *, timeout: float | None = None, what: str = "") -> None:
         self.path = path
-        env = os.environ.get("DVX_LOCK_TIMEOUT")
-        self.timeout = timeout if timeout is not None else float(env) if env else 30.0
+        # Read when first needed: a bad $DVX_LOCK_TIMEOUT fails the commands that wait for the lock, not
+        # every command that opens a repository.
+        self._timeout = timeout
         self.what = what or " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv[:2]))
         self._fd: int | None = None
         self._depth = 0
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout if self._timeout is not None else env_timeout()
+
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
+        self._timeout = value
 
     def try_acquire(self) -> bool:
         if self._fd is not None:

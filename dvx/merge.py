@@ -34,10 +34,11 @@ writes nothing; :func:`merge` and :func:`squash` are the repository operations (
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from .diff import diff_flat
 from .errors import (
@@ -82,6 +83,8 @@ META_PATHS_LIMIT = 100
 MESSAGE_PATHS_LIMIT = 20
 
 _VIRTUAL = "virtual"  # internal resolution mode used to build a virtual merge base
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class UnrelatedHistories(DvxError):
@@ -717,6 +720,21 @@ def _check_clean(head_flat: dict[str, Entry], work: dict[str, Entry]) -> None:
         raise DirtyWorkingTree(f"cannot merge with uncommitted changes: {shown} (commit them first)")
 
 
+def _shallow_enough(fn: F) -> F:
+    """The three-way tree merge recurses, about three calls per folder level: past ~300 levels Python's stack
+    runs out while trees are compared, before the working tree or any ref is touched. Said in one line."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RecursionError:
+            raise UsageError("the trees are nested too deeply to merge (about 300 folder levels at most)") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@_shallow_enough
 def merge(
     repo: Any,
     revs: Sequence[str],
@@ -885,6 +903,7 @@ def merge(
         return finish(new_id, tree, res)
 
 
+@_shallow_enough
 def squash(
     repo: Any,
     rev: str,

@@ -67,7 +67,7 @@ from .errors import (
 )
 from .ids import hasher
 from .model import DIR, FILE, LINK, Commit, Entry
-from .store import BLOB, CHUNKED, ObjectStore
+from .store import CHUNKED, ObjectStore
 from .trees import TreeReader
 from .worktree import select_paths
 
@@ -1252,11 +1252,11 @@ def open_file(url_or_repo: Any, rev: str, path: str) -> VerifiedFile:
         if hasattr(source, "file_reader"):
             chunks, read_chunk = source.file_reader(entry.id)
         else:
-            store = source.store
-            chunks = store.file_chunks(entry.id)
+            store, file_id = source.store, entry.id
+            chunks = store.file_chunks(file_id)
 
             def read_chunk(chunk_id: str, size: int) -> bytes:
-                return store.get(chunk_id, BLOB)[1]  # verified against chunk_id
+                return store.read_chunk(chunk_id, size, file_id)  # verified against chunk_id and size
 
     except BaseException:
         release()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ from .ids import is_id
 HEADS = "refs/heads/"
 TAGS = "refs/tags/"
 REMOTES = "refs/remotes/"
+
+# A ref holds 65 bytes; anything much bigger is not a ref (and is not read into memory whole).
+_MAX_REF_FILE = 4096
 
 _BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)|^\.|^/|/$|\.$")
 
@@ -39,15 +43,15 @@ class RefStore:
 
     def head(self) -> tuple[str | None, str | None]:
         """``(branch ref, commit id)``: the branch HEAD follows (None if detached) and the commit (None if unborn)."""
-        text = self._read_file(self.dir / "HEAD")
+        text = self._read_file(self.dir / "HEAD", ".dvx/HEAD", ".dvx/HEAD holds neither a branch nor a commit id")
         if text is None:
-            return HEADS + "main", self.get(HEADS + "main")
+            return HEADS + "main", self.get(HEADS + "main", folder_is_corrupt=True)
         if text.startswith("ref: "):
             ref = text[5:]
             if not ref.startswith(HEADS):
                 raise CorruptObject(f".dvx/HEAD points outside refs/heads: {ref!r}")
             check_ref_name(ref[len(HEADS):])
-            return ref, self.get(ref)
+            return ref, self.get(ref, folder_is_corrupt=True)
         if not is_id(text):
             raise CorruptObject(".dvx/HEAD holds neither a branch nor a commit id")
         return None, text
@@ -60,33 +64,113 @@ class RefStore:
 
     # -- refs ----------------------------------------------------------------------------------
 
-    def _read_file(self, path: Path) -> str | None:
-        try:
-            return path.read_text("utf-8").strip()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return None  # no ref there (a folder of refs, or a/x where the ref a is a file)
-        except OSError as exc:
-            raise os_error(exc, f"cannot read {path.name}") from exc
+    def _read_file(self, path: Path, what: str, corrupt: str) -> str | None:
+        """The stripped text of the plain file ``path`` (HEAD or a ref), or None if it does not exist.
 
-    def get(self, ref: str) -> str | None:
-        value = self._read_file(self.dir / ref)
+        Never blocks (a fifo is refused, not waited on) and never follows a symbolic link: both, a folder,
+        bytes that are not UTF-8 and a file too big to be a ref are corrupt, not absent (docs/format.md §11.1),
+        since reading them as "no ref" would make gc delete what they hold.
+        """
+        try:
+            data = durable.read_regular_file(path, follow=False, limit=_MAX_REF_FILE)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except durable.NotRegularFile as exc:
+            raise CorruptObject(f"{what} is {exc.kind}, not a regular file") from None
+        except OSError as exc:
+            raise os_error(exc, f"cannot read {what}") from exc
+        if len(data) > _MAX_REF_FILE:
+            raise CorruptObject(corrupt)
+        try:
+            return data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise CorruptObject(corrupt) from None
+
+    def _folders_ok(self, ref: str) -> bool:
+        """Check the folders on the way to ``ref``: False if one is missing (so the ref does not exist), or, below
+        ``refs/<kind>/``, is a file (``a/x`` where the ref ``a`` is a file: no ref ``a/x``). ``refs`` and
+        ``refs/<kind>`` that exist but are not real folders (a file, a symlink, perhaps dangling to an unmounted
+        disk), or a deeper link or special file, are corrupt: the refs in them cannot be read, so none may be
+        taken as absent."""
+        parts = ref.split("/")
+        folder = self.dir
+        for depth, part in enumerate(parts[:-1]):
+            folder = folder / part
+            try:
+                st = os.lstat(folder)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            except OSError as exc:
+                raise os_error(exc, f"cannot read .dvx/{'/'.join(parts[:depth + 1])}") from exc
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            if depth >= 2 and stat.S_ISREG(st.st_mode):
+                return False
+            raise CorruptObject(
+                f".dvx/{'/'.join(parts[:depth + 1])} is {durable.file_kind(st.st_mode)}, not a folder (refs in it "
+                "cannot be read)"
+            )
+        return True
+
+    def get(self, ref: str, *, folder_is_corrupt: bool = False) -> str | None:
+        """The commit id ``ref`` holds, None if it does not exist; raises :class:`CorruptObject` if it cannot
+        be read as a ref (see :meth:`_read_file`, :meth:`_folders_ok`).
+
+        A real folder at ``ref`` is a folder of refs (``feature`` when ``feature/x`` exists, or one left empty),
+        so no ref ``ref`` exists (§11.1): :meth:`list` reads what is in it. ``folder_is_corrupt`` makes it
+        corrupt instead, for HEAD's branch, where taking it as unborn would hide the branch from gc.
+        """
+        if not self._folders_ok(ref):
+            return None
+        path = self.dir / ref
+        corrupt = f"ref {ref} does not hold a commit id"
+        try:
+            value = self._read_file(path, f"ref {ref}", corrupt)
+        except CorruptObject:
+            if not folder_is_corrupt and _is_real_dir(path):
+                return None
+            raise
         if value is not None and not is_id(value):
-            raise CorruptObject(f"ref {ref} does not hold a commit id")
+            raise CorruptObject(corrupt)
         return value
 
     def list(self, prefix: str) -> dict[str, str]:
-        """Refs under ``prefix`` (``refs/heads/``...), as short name → commit id."""
-        base = self.dir / prefix
+        """Refs under ``prefix`` (``refs/heads/``...), as short name → commit id.
+
+        Fails closed (gc and fsck take their roots from here): a ref that cannot be read, a folder that cannot
+        be listed, a link or a special file among the refs raise instead of being left out.
+        """
+        top = prefix.rstrip("/")
         out: dict[str, str] = {}
-        if not base.is_dir():
-            return out
-        for path in sorted(base.rglob("*")):
-            if path.is_file() and not path.name.endswith(".lock") and not path.name.startswith("."):
-                name = path.relative_to(base).as_posix()
-                value = self.get(prefix + name)
-                if value is not None:
-                    out[name] = value
-        return out
+        if not self._folders_ok(top + "/x"):
+            return out  # no such folder: no refs (init creates refs/heads and refs/tags, others come later)
+        self._collect(self.dir / top, prefix, "", out)
+        return dict(sorted(out.items()))
+
+    def _collect(self, folder: Path, prefix: str, rel: str, out: dict[str, str]) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except FileNotFoundError:
+            if rel:
+                return  # a sub-folder pruned by a concurrent delete of its last ref
+            raise CorruptObject(f".dvx/{prefix} vanished while its refs were listed") from None
+        except OSError as exc:
+            raise os_error(exc, f"cannot list .dvx/{prefix}{rel}") from exc
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name.endswith(".lock"):
+                continue  # a lock or a temp file of an update in progress: not refs (§11.1)
+            name = rel + entry.name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError as exc:
+                raise os_error(exc, f"cannot read .dvx/{prefix}{name}") from exc
+            if is_dir:
+                self._collect(Path(entry.path), prefix, name + "/", out)
+                continue
+            value = self.get(prefix + name)  # a link, a fifo...: corrupt
+            if value is not None:
+                out[name] = value
 
     def all_refs(self) -> Iterator[tuple[str, str]]:
         for prefix in (HEADS, TAGS, REMOTES):
@@ -97,6 +181,7 @@ class RefStore:
         """Set ``ref`` to ``new`` (None deletes it) if it currently holds ``expected`` (None: must not exist)."""
         path = self.dir / ref
         lock = path.with_name(path.name + ".lock")
+        self._folders_ok(ref)  # refs/heads a dangling link...: corrupt, rather than a 10 s wait for a lock
         if new is not None:
             self._refuse_folder_clash(ref, path)
         try:
@@ -211,7 +296,8 @@ class RefStore:
     @staticmethod
     def _stale(lock: Path) -> bool:
         try:
-            text = lock.read_text()
+            # Not waiting on a fifo; a folder or a fifo there raises (not a lock we may break).
+            text = durable.read_regular_file(lock, follow=False, limit=_MAX_REF_FILE).decode("utf-8", "replace")
             age = time.time() - lock.stat().st_mtime
         except FileNotFoundError:
             return True
@@ -223,3 +309,10 @@ class RefStore:
         if not text:
             return age > 5  # created but the pid not yet written: microseconds, unless its writer died there
         return True  # not a lock this version writes (an old version left its new value here): nobody owns it
+
+
+def _is_real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False

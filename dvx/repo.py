@@ -14,8 +14,10 @@ import getpass
 import heapq
 import json
 import os
+import re
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +42,7 @@ from .errors import (
     NoWorktree,
     RefExists,
     RepositoryExists,
+    RevisionNotFound,
     UnknownRevision,
     UnsupportedFormat,
     UsageError,
@@ -234,20 +237,21 @@ class Repo:
 
     def _load_config(self) -> dict[str, Any]:
         try:
-            doc = json.loads((self.dvx / "config").read_text("utf-8"))
+            doc = json.loads(durable.read_regular_file(self.dvx / "config", limit=1 << 20).decode("utf-8"))
         except OSError as exc:
             raise os_error(exc, "cannot read .dvx/config") from exc
         except ValueError as exc:
             raise BadConfig(f".dvx/config is not valid JSON: {exc}") from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("core"), dict):
             raise BadConfig(".dvx/config is malformed (no 'core' section)")
-        if doc.get("format") != FORMAT_VERSION:
+        if type(doc.get("format")) is not int or doc["format"] != FORMAT_VERSION:
             raise UnsupportedFormat(
                 f"repository format {doc.get('format')!r} is not supported by this dvx (it reads {FORMAT_VERSION})"
             )
         base = default_config()
         for key, value in base.items():
             doc.setdefault(key, value)
+        _check_config(doc)
         return doc
 
     def save_config(self) -> None:
@@ -344,24 +348,33 @@ class Repo:
             if commit is None:
                 raise UnknownRevision("HEAD has no commits yet")
             return commit
-        # git's order (gitrevisions): a full ref name, then a tag, a branch, a remote-tracking branch.
-        for ref in (base, TAGS + base, HEADS + base, REMOTES + base):
-            if ref.startswith("refs/") and ".." not in ref:
-                try:
+        # git's order (gitrevisions): a full ref name, then a tag, a branch, a remote-tracking branch. A ref
+        # that is there but unreadable raises: it is never skipped in favour of the next candidate.
+        if not _BAD_REF_NAME.search(base):
+            for ref in (base, TAGS + base, HEADS + base, REMOTES + base):
+                if ref.startswith("refs/"):
                     value = self.refs.get(ref)
-                except DvxError:
-                    value = None
-                if value is not None:
-                    return value
-        if is_id(base) and self.store.has(base):
-            return base
+                    if value is not None:
+                        return value
+        if is_id(base.lower()):
+            info = self.store.info(base.lower())
+            if info is not None:
+                if info.type != COMMIT:
+                    raise UnknownRevision(f"{base[:12]} is not a commit (it names a {_TYPE_NAMES.get(info.type, 'object')})")
+                return base.lower()
         if is_id_prefix(base.lower()):
             matches = self._commits_with_prefix(base.lower())
             if len(matches) == 1:
                 return matches[0]
             if len(matches) > 1:
                 raise UnknownRevision(f"revision {base!r} is ambiguous ({len(matches)} commits start with it)")
-        raise UnknownRevision(f"unknown revision {base!r} (not a branch, tag or commit id)")
+        raise RevisionNotFound(f"unknown revision {base!r} (not a branch, tag or commit id)")
+
+    def ambiguous_name(self, rev: str) -> bool:
+        """True when ``rev`` is both a branch and a tag (git warns: "refname is ambiguous")."""
+        if _BAD_REF_NAME.search(rev) or rev.startswith("refs/"):
+            return False
+        return self.refs.get(TAGS + rev) is not None and self.refs.get(HEADS + rev) is not None
 
     def _commits_with_prefix(self, prefix: str) -> list[str]:
         found: set[str] = set()
@@ -683,7 +696,9 @@ class Repo:
         makes HEAD follow the branch; anything else detaches HEAD.
         """
         with self.lock:
-            target_id = self.resolve(rev)
+            # As git: a name that is a branch checks out that branch (HEAD follows it), even if a tag has it too.
+            is_branch = rev != "HEAD" and not _BAD_REF_NAME.search(rev) and self.refs.get(HEADS + rev) is not None
+            target_id = self.resolve(HEADS + rev if is_branch else rev)
             target_tree = self.read_commit(target_id).tree
             target_flat = self.trees.flatten(target_tree)
             _, head_id = self.refs.head()
@@ -703,9 +718,8 @@ class Repo:
                     f"checkout would overwrite uncommitted changes: {shown} (commit them, or use --force to discard them)"
                 )
             self._apply(writes, deletes, work, cache, progress)
-            branch_ref = HEADS + rev
-            if not any(c in rev for c in "~^") and self.refs.get(branch_ref) is not None and rev != "HEAD":
-                self.refs.set_head_symbolic(branch_ref)
+            if is_branch:
+                self.refs.set_head_symbolic(HEADS + rev)
             elif rev != "HEAD":
                 self.refs.set_head_detached(target_id)
             cache.set_head(target_id, target_tree, target_flat)  # the next status compares against this listing
@@ -725,10 +739,19 @@ class Repo:
         work: dict[str, Entry],
         cache: StatCache,
         progress: Progress | None,
+        *,
+        scanned: bool = True,
     ) -> None:
         """Two phases, so a corrupt or missing object changes nothing: first every new content is written and
         verified into a staging folder in ``.dvx/tmp``; only then are paths deleted and the staged files renamed
-        into place (and symlinks made, last, so no file is ever written through a link made here)."""
+        into place (and symlinks made, last, so no file is ever written through a link made here).
+
+        Before either, whatever the scan did not report but stands where a path goes is looked at
+        (:meth:`_clear_way`): a checkout that would fail half-way because of it refuses before it starts.
+        ``work`` must then be the scan's listing of the working tree; ``scanned=False`` (a folder just made)
+        treats anything found in the way as an obstacle.
+        """
+        expendable = self._clear_way(writes, deletes, work, scanned=scanned)
         if self.store.fetcher is not None:
             # A lazy clone: fetch every missing content in one parallel batch, not file by file.
             from .transfer import prefetch_files
@@ -769,6 +792,8 @@ class Repo:
             for path in sorted(deletes, key=lambda p: -p.count("/")):
                 worktree.remove_path(self.root, path)
                 cache.entries.pop(path, None)
+            for path in expendable:
+                worktree.remove_untracked(self.root, path)
             for path, entry in chmods:
                 worktree.set_executable(self.root, path, entry.executable, self._umask)
             for path, entry, tmp in staged:
@@ -782,6 +807,100 @@ class Repo:
             st = os.lstat(self.root / path)
             found = Found(FILE, bool(st.st_mode & 0o100), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
             cache.record(path, found, entry.id, started)
+
+    def _clear_way(self, writes: dict[str, Entry], deletes: list[str], work: dict[str, Entry], *, scanned: bool) -> list[str]:
+        """What stands where ``writes`` go that the scan did not report, and may go (as git, which holds ignored
+        files expendable): ignored files and symlinks, and folders holding only those, emptied folders or
+        tracked files being deleted. Raises :class:`DirtyWorkingTree`, before anything is touched, for what
+        may not: a special file (fifo, socket, device), a nested ``.git`` or ``.dvx``, untracked files.
+
+        Only paths the scan says nothing about are stat'ed: the parents of ``work``'s paths are folders."""
+        deleted = set(deletes)
+        folders: set[str] = set()
+        for p in work:
+            d = p.rpartition("/")[0]
+            while d and d not in folders:
+                folders.add(d)
+                d = d.rpartition("/")[0]
+        root = os.fspath(self.root)
+        expendable: list[str] = []
+        blocked: list[str] = []
+
+        def lstat(rel: str) -> os.stat_result | None:
+            try:
+                return os.lstat(f"{root}/{rel}")
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except OSError as exc:
+                raise os_error(exc, f"cannot read {rel}") from exc
+
+        def in_the_way(rel: str, st: os.stat_result) -> None:
+            """``rel`` is on disk, unknown to the scan, where a file or a folder must go."""
+            if not scanned or not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                blocked.append(rel)
+            elif not stat.S_ISDIR(st.st_mode):
+                expendable.append(rel)  # an ignored file or symlink
+            elif self._only_expendable(rel, work, deleted, blocked):
+                expendable.append(rel)
+
+        # What each folder on the way is: "dir", "absent" or "other" (a file or symlink: nothing below it is
+        # looked at, so no lstat ever goes through a symlink). Folders holding scanned paths are real folders.
+        state: dict[str, str] = {}
+        for path in sorted(writes):
+            parts = path.split("/")
+            clear = True
+            for i in range(1, len(parts)):
+                a = "/".join(parts[:i])
+                if a in folders:
+                    continue
+                what = state.get(a)
+                if what is None:
+                    st = lstat(a)
+                    what = "absent" if st is None else "dir" if stat.S_ISDIR(st.st_mode) else "other"
+                    state[a] = what
+                    if what == "other" and a not in work:  # a tracked one is deleted first, an untracked one
+                        in_the_way(a, st)  # type: ignore[arg-type]  # is a conflict already
+                if what != "dir":
+                    clear = False  # after the deletes nothing exists below it
+                    break
+            if clear and path not in work:
+                st = lstat(path)
+                if st is not None and (stat.S_ISDIR(st.st_mode) or not scanned
+                                       or not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode))):
+                    in_the_way(path, st)  # an ignored file or symlink itself is simply replaced
+        if blocked:
+            shown = ", ".join(blocked[:10]) + (f" and {len(blocked) - 10} more" if len(blocked) > 10 else "")
+            raise DirtyWorkingTree(
+                f"untracked files are in the way: {shown} (a special file, a nested .git or .dvx, or files the "
+                "scan did not list; move them away or delete them first)"
+            )
+        return expendable
+
+    def _only_expendable(self, folder: str, work: dict[str, Entry], deleted: set[str], blocked: list[str]) -> bool:
+        """True if nothing under the on-disk ``folder`` would be lost by removing it; else adds what would be
+        to ``blocked``. Ignored folders are not scanned, so whatever is in them is ignored too."""
+        try:
+            return self._walk_expendable(folder, work, deleted, blocked)
+        except OSError as exc:
+            raise os_error(exc, f"cannot read {folder}") from exc
+
+    def _walk_expendable(self, folder: str, work: dict[str, Entry], deleted: set[str], blocked: list[str]) -> bool:
+        ok = True
+        top = os.fspath(self.root / folder)
+        for dirpath, dirnames, filenames in os.walk(top, onerror=_raise):
+            rel_dir = folder + dirpath[len(top):].replace(os.sep, "/")
+            for name in dirnames + filenames:
+                rel = f"{rel_dir}/{name}"
+                if name in worktree.ALWAYS_IGNORED:
+                    blocked.append(rel)  # someone's repository: never removed on the way
+                    ok = False
+                elif name in filenames or os.path.islink(f"{dirpath}/{name}"):
+                    st = os.lstat(f"{dirpath}/{name}")
+                    if rel in work and rel not in deleted or not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                        blocked.append(rel)
+                        ok = False
+            dirnames[:] = [d for d in dirnames if d not in worktree.ALWAYS_IGNORED]
+        return ok
 
     def _staging_dir(self) -> Path:
         try:
@@ -901,27 +1020,41 @@ class Repo:
         return out
 
     def _reach_tree(self, tree_id: str, out: dict[str, int], files: bool) -> None:
+        """Add the trees (and with ``files``, the contents) under ``tree_id`` to ``out``, depth first.
+
+        Iterative (a stack of the nodes being listed): trees can be nested deeper than Python's recursion limit.
+        """
         if tree_id in out:
             return
         out[tree_id] = TREE
-        node = self.trees.node(tree_id)
-        if node.entries is None:
-            for _, sub, _, _ in node.buckets:
-                self._reach_tree(sub, out, files)
-            return
-        for e in node.entries:
-            if e.kind == DIR:
-                self._reach_tree(e.id, out, files)
-            elif e.kind == FILE and files and e.id not in out:
-                info = self.store.info(e.id)
-                if info is None:
-                    if self.store.fetcher is not None:
-                        continue  # a lazy clone's content not fetched yet: nothing local to keep or delete
-                    raise MissingObject(f"object {e.id} ({e.name}) is missing from the store", e.id)
-                out[e.id] = info.type
-                if info.type == CHUNKED:
-                    for chunk_id, type_ in self.chunk_objects(e.id):
-                        out[chunk_id] = type_
+
+        def items(node_id: str) -> Iterator[Entry | str]:
+            node = self.trees.node(node_id)
+            if node.entries is None:
+                return iter([sub for _, sub, _, _ in node.buckets])
+            return iter(node.entries)
+
+        stack = [items(tree_id)]
+        while stack:
+            for e in stack[-1]:
+                if isinstance(e, str) or e.kind == DIR:  # a bucket's node, or a subdirectory
+                    sub = e if isinstance(e, str) else e.id
+                    if sub not in out:
+                        out[sub] = TREE
+                        stack.append(items(sub))
+                        break
+                elif e.kind == FILE and files and e.id not in out:
+                    info = self.store.info(e.id)
+                    if info is None:
+                        if self.store.fetcher is not None:
+                            continue  # a lazy clone's content not fetched yet: nothing local to keep or delete
+                        raise MissingObject(f"object {e.id} ({e.name}) is missing from the store", e.id)
+                    out[e.id] = info.type
+                    if info.type == CHUNKED:
+                        for chunk_id, type_ in self.chunk_objects(e.id):
+                            out[chunk_id] = type_
+            else:
+                stack.pop()
 
     def chunk_objects(self, manifest_id: str) -> Iterator[tuple[str, int]]:
         """``(id, type)`` of the objects under a chunk manifest: its chunks and, where a chunk is itself stored as
@@ -949,7 +1082,7 @@ class Repo:
     def _fsck(self, report: FsckReport, progress: Callable[[int], None] | None, lazy: bool) -> FsckReport:
         for name in self.store.packs():
             try:
-                data = (self.store.pack_dir / f"{name}.pack").read_bytes()
+                data = durable.read_regular_file(self.store.pack_dir / f"{name}.pack")
                 scan_pack(data, name)
                 self.store.packs()[name].validate(len(data))
             except CorruptObject as exc:
@@ -983,35 +1116,53 @@ class Repo:
         return report
 
     def _fsck_tree(self, tree_id: str, seen: set[str], report: FsckReport, progress: Callable[[int], None] | None) -> None:
-        if tree_id in seen:
-            return
-        seen.add(tree_id)
-        try:
-            node = self.trees.node(tree_id)
-            report.objects += 1
-        except MissingObject:
-            report.missing.append(tree_id)
-            return
-        except (CorruptObject, UnsupportedFormat, BadPath) as exc:
-            report.bad[tree_id] = str(exc)
-            return
-        if node.entries is None:
-            for _, sub, _, _ in node.buckets:
-                self._fsck_tree(sub, seen, report, progress)
-            return
-        for e in node.entries:
-            if e.kind == DIR:
-                self._fsck_tree(e.id, seen, report, progress)
-            elif e.kind == FILE and e.id not in seen:
-                seen.add(e.id)
-                self._fsck_file(e, seen, report)
-                if progress is not None:
-                    progress(report.objects)
+        """Check the trees and files under ``tree_id`` not in ``seen``, depth first, recording problems in ``report``.
+
+        Iterative (a stack of the nodes being checked): trees can be nested deeper than Python's recursion limit.
+        """
+
+        def items(node_id: str) -> Iterator[Entry | str] | None:
+            if node_id in seen:
+                return None
+            seen.add(node_id)
+            try:
+                node = self.trees.node(node_id)
+                report.objects += 1
+            except MissingObject:
+                report.missing.append(node_id)
+                return None
+            except (CorruptObject, UnsupportedFormat, BadPath) as exc:
+                report.bad[node_id] = str(exc)
+                return None
+            if node.entries is None:
+                return iter([sub for _, sub, _, _ in node.buckets])
+            return iter(node.entries)
+
+        top = items(tree_id)
+        stack = [] if top is None else [top]
+        while stack:
+            for e in stack[-1]:
+                if isinstance(e, str) or e.kind == DIR:  # a bucket's node, or a subdirectory
+                    sub = items(e if isinstance(e, str) else e.id)
+                    if sub is not None:
+                        stack.append(sub)
+                        break
+                elif e.kind == FILE and e.id not in seen:
+                    seen.add(e.id)
+                    self._fsck_file(e, seen, report)
+                    if progress is not None:
+                        progress(report.objects)
+            else:
+                stack.pop()
 
     def _fsck_file(self, e: Entry, seen: set[str], report: FsckReport) -> None:
         try:
             n = 0
             chunks = self.store.file_chunks(e.id)
+            listed = sum(s for _, s in chunks)
+            if listed != e.size:  # before reading anything: a manifest may claim any size
+                report.bad[e.id] = f"file {e.id} ({e.name}) has {listed} bytes, its tree entry says {e.size}"
+                return
             for data in self.store.iter_file(e.id):
                 n += len(data)
             if n != e.size:
@@ -1033,6 +1184,8 @@ class Repo:
         """
         from .store.gc import collect
 
+        if not grace_seconds >= 0 or grace_seconds == float("inf"):
+            raise UsageError(f"the grace period must be a number of seconds >= 0, not {grace_seconds!r}")
         with self.lock:
             live = self.reachable()
             return collect(self.store, set(live), grace_seconds=grace_seconds, dry_run=dry_run)
@@ -1092,6 +1245,43 @@ def plan_checkout(
                 break
             parent = parent.rpartition("/")[0]
     return writes, sorted(deletes), sorted(set(conflicts))
+
+
+# Characters no ref name has (besides revision operators, split off before): such a name is looked up only as an id.
+_BAD_REF_NAME = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
+_TYPE_NAMES = {BLOB: "file", CHUNKED: "chunked file", TREE: "folder", COMMIT: "commit"}
+
+
+def _check_config(doc: dict[str, Any]) -> None:
+    """Refuse values of the wrong type (docs/format.md §14.1), each with one line naming the key: a config
+    edited by hand must not surface later as a traceback."""
+    core = doc["core"]
+    for key in ("compression_level", "chunk_avg", "chunk_min", "chunk_max", "chunk_threshold"):
+        if key in core and type(core[key]) is not int:
+            raise BadConfig(f"core.{key} in .dvx/config must be an integer, not {core[key]!r}")
+    for key in ("lazy_remote",):
+        if core.get(key) is not None and type(core[key]) is not str:
+            raise BadConfig(f"core.{key} in .dvx/config must be a string")
+    if "worktree" in core and type(core["worktree"]) is not bool:
+        raise BadConfig("core.worktree in .dvx/config must be true or false")
+    user = doc["user"]
+    if not isinstance(user, dict):
+        raise BadConfig("the 'user' section of .dvx/config must be an object")
+    for key in ("name", "email"):
+        if user.get(key) is not None and type(user[key]) is not str:
+            raise BadConfig(f"user.{key} in .dvx/config must be a string")
+    remotes = doc["remotes"]
+    if not isinstance(remotes, dict):
+        raise BadConfig("the 'remotes' section of .dvx/config must be an object")
+    for name, remote in remotes.items():
+        if not isinstance(remote, dict):  # its url is checked where it is used ("remote 'o' has no url")
+            raise BadConfig(f"remote {name!r} in .dvx/config must be an object")
+        if not isinstance(remote.get("options", {}), dict):
+            raise BadConfig(f"remote {name!r} in .dvx/config: 'options' must be an object")
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
 
 
 def _neg_time(t: str) -> str:

@@ -1011,7 +1011,7 @@ def _materialize_all(repo: Repo, target: dict[str, Any], progress: Progress | No
 
     with repo.lock:
         cache = StatCache(repo.dvx / "index").load()
-        repo._apply(dict(target), [], {}, cache, progress)  # noqa: SLF001 - same package
+        repo._apply(dict(target), [], {}, cache, progress, scanned=False)  # noqa: SLF001 - same package
         cache.save()
 
 

@@ -15,6 +15,7 @@ from .model import DIR, Entry, TreeNode, decode_tree, encode_tree
 from .store import TREE, ObjectStore, StoreWriter
 
 EMPTY_TREE_ENTRIES: list[Entry] = []
+DIGEST_BYTES = 32  # a bucket node splits on one byte of the 32-byte BLAKE3 of each name (docs/format.md §9.4)
 
 
 class TreeReader:
@@ -35,6 +36,8 @@ class TreeReader:
         node = self.node(tree_id)
         if node.entries is not None:
             return node.entries
+        if not 0 <= node.depth < DIGEST_BYTES:  # it splits on byte `depth` of a name's hash: this bounds the nesting
+            raise CorruptObject(f"tree {tree_id} is a bucket node at depth {node.depth}", tree_id)
         out: list[Entry] = []
         for _bucket, sub_id, _, _ in node.buckets:
             sub = self.node(sub_id)
@@ -48,13 +51,21 @@ class TreeReader:
         return out
 
     def walk(self, tree_id: str, prefix: str = "") -> Iterator[tuple[str, Entry]]:
-        """Every non-directory entry under ``tree_id`` as ``(path, entry)``, depth first, sorted."""
-        for e in self.read_dir(tree_id):
-            path = prefix + e.name
-            if e.kind == DIR:
-                yield from self.walk(e.id, path + "/")
+        """Every non-directory entry under ``tree_id`` as ``(path, entry)``, depth first, sorted.
+
+        Iterative (a stack of the directories being listed): a tree can be nested deeper than Python's
+        recursion limit (a real one up to ~2048 levels, a crafted one without limit)."""
+        read_dir = self.read_dir
+        stack = [(iter(read_dir(tree_id)), prefix)]
+        while stack:
+            entries, prefix = stack[-1]
+            for e in entries:
+                if e.kind == DIR:
+                    stack.append((iter(read_dir(e.id)), f"{prefix}{e.name}/"))
+                    break
+                yield prefix + e.name, e
             else:
-                yield path, e
+                stack.pop()
 
     def flatten(self, tree_id: str | None) -> dict[str, Entry]:
         if tree_id is None:

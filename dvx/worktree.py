@@ -18,6 +18,8 @@ import itertools
 import json
 import mmap
 import os
+import re
+import shutil
 import stat
 import struct
 import time
@@ -36,6 +38,9 @@ from .store import BLOB, CHUNKED, ObjectStore, StoreWriter, encode_manifest
 
 ALWAYS_IGNORED = {".dvx", ".git"}
 IGNORE_FILE = ".dvxignore"
+#: The temp files a checkout writes beside their final name (``durable.temp_name`` and the read-only
+#: checkout's): ``.dvx.PID.N.tmp`` or ``.dvx.PID.THREAD.N.tmp``. Any other name is the user's.
+_TEMP_NAME = re.compile(r"\.dvx\.\d+(?:\.\d+){1,2}\.tmp")
 RACY_NS = 1_000_000_000
 
 
@@ -223,7 +228,7 @@ def _scan_folder(folder: _Folder, keys: dict[str, ScanKey], warnings: list[str],
             if not plain:
                 if name in ALWAYS_IGNORED or (not rel_dir and name.startswith(".dvx-init-")):
                     continue
-                if name.startswith(".dvx.") and name.endswith(".tmp"):
+                if name.startswith(".dvx.") and _TEMP_NAME.fullmatch(name):
                     continue  # a checkout's temp file (left only by a crash)
             rel = rel_dir + name
             try:
@@ -324,9 +329,9 @@ class StatCache:
 
     def load(self) -> StatCache:
         try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return self
+            raw = durable.read_regular_file(self.path, follow=False)
+        except (FileNotFoundError, durable.NotRegularFile):
+            return self  # only a hint: anything but a regular file there is no cache (and never blocks)
         except OSError as exc:
             raise os_error(exc, "cannot read .dvx/index") from exc
         try:
@@ -916,6 +921,22 @@ def remove_path(root: Path, rel: str) -> None:
         except OSError:
             break
         parent = parent.parent
+
+
+def remove_untracked(root: Path, rel: str) -> None:
+    """Delete an ignored file, symlink or folder that stands where a checkout puts something (never following
+    a symlink); nothing there is fine."""
+    path = root / rel
+    try:
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise os_error(exc, f"cannot delete {rel}") from exc
 
 
 def _unlink_quiet(path: Path) -> None:

@@ -21,7 +21,7 @@ try:  # typer >= 0.20 vendors click as typer._click; older versions use click it
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exc  # type: ignore[no-redef]  # noqa: E402
 
-from ..errors import DvxError, UsageError, os_error
+from ..errors import DvxError, RevisionNotFound, UsageError, os_error
 
 app = typer.Typer(
     name="dvx",
@@ -86,6 +86,7 @@ def commit(
     repo = open_repo()
     if message is None:
         raise UsageError("a commit message is required (-m MESSAGE)")
+    message = clean_message(message)
     meta_map = _parse_kv(meta, "--meta")
     with progress_bar("committing") as cb:
         cid = repo.commit(message, allow_empty=allow_empty, meta=meta_map, progress=cb,
@@ -96,6 +97,19 @@ def commit(
     else:
         first = message.strip().splitlines()[0]
         out(f"[{branch or 'detached HEAD'} {cid[:12]}] {first}")
+
+
+def clean_message(message: str) -> str:
+    """git's cleanup of a message given with ``-m``: trailing spaces and leading and trailing blank lines go,
+    runs of blank lines become one."""
+    lines = [line.rstrip() for line in message.splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out)
 
 
 def _parse_kv(items: list[str], flag: str) -> dict[str, str]:
@@ -114,6 +128,11 @@ def _repo_path(repo: Any, path: str) -> str:
     joined = os.path.normpath(os.path.join(here, path)) if here != "." else os.path.normpath(path)
     if os.path.isabs(path):
         joined = os.path.relpath(os.path.normpath(path), repo.root)
+        if joined == ".." or joined.startswith("../"):
+            # Reached through a symlink to the repository (or a folder above it): its real path may be inside.
+            # The last component is kept as it is: it may be a deleted file or a symlink of the tree.
+            head, name = os.path.split(os.path.normpath(path))
+            joined = os.path.normpath(os.path.join(os.path.relpath(os.path.realpath(head), repo.root), name))
     if joined == ".." or joined.startswith("../"):
         raise UsageError(f"{path!r} is outside the repository at {repo.root}")
     return "" if joined == "." else joined
@@ -137,6 +156,8 @@ def log(
         # git's rule: arguments after `--` are paths, before it revisions.
         after = sys.argv[sys.argv.index("--") + 1 :]
         before = positional[: len(positional) - len(after)]
+        if len(before) > 1:
+            raise UsageError(f"dvx log takes one revision, got {' '.join(map(repr, before))} (paths go after --)")
         rev, path_list = (before[0] if before else None), after
     else:
         rev, path_list = (positional[0] if positional else None), positional[1:]
@@ -210,7 +231,9 @@ def _print_diff(d: Any, stat: bool) -> None:
     if not stat:
         for ch in d.all():
             if ch.status == "renamed":
-                out(paint(f"R  {ch.old_path} -> {ch.path}", "36"))
+                changed = (ch.old.kind, ch.old.executable) != (ch.new.kind, ch.new.executable)
+                what = f"  ({_what_changed(ch.old, ch.new)})" if changed else ""
+                out(paint(f"R  {ch.old_path} -> {ch.path}{what}", "36"))
             elif ch.status == "added":
                 out(paint(f"A  {ch.path}  ({human(ch.new.size)})", "32"))
             elif ch.status == "deleted":
@@ -260,16 +283,26 @@ def ls_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List the files of a revision with size and content hash (BLAKE3)."""
+    from ..worktree import select_paths
+
     repo = open_repo()
     pats = list(patterns or [])
+    guessed = None
     if rev is not None:
         try:
             repo.resolve(rev)
-        except DvxError:
-            # `dvx ls '*.jpg'`: a first argument that is no revision is a pattern.
-            pats.insert(0, rev)
-            rev = None
+        except RevisionNotFound:
+            # `dvx ls '*.jpg'`: a first argument that names no revision is a pattern. Any other failure (an
+            # ambiguous prefix, HEAD~N past the first commit, a damaged ref) is reported as it is.
+            guessed, rev = rev, None
+            pats.insert(0, guessed)
     items = repo.ls(rev, pats)
+    # A glob that matches nothing lists nothing; a plain word that is neither a revision nor a path is a
+    # mistyped name (git: "unknown revision or path not in the working tree").
+    if (guessed is not None and not any(c in guessed for c in "*?[")
+            and not (items if len(pats) == 1 else select_paths(items, [guessed]))):
+        raise RevisionNotFound(f"unknown revision or path {guessed!r} (no branch, tag or commit has that name, "
+                               "and no path of HEAD matches it)")
     if as_json:
         print_json([
             {"path": p, "kind": {"f": "file", "l": "symlink"}[e.kind], "size": e.size, "id": e.id,
@@ -290,6 +323,8 @@ def checkout(
 ) -> None:
     """Move the working tree to REV (only files that differ are touched)."""
     repo = open_repo()
+    if repo.ambiguous_name(rev):
+        err(f"dvx: warning: {rev!r} is both a branch and a tag; checking out the branch (use refs/tags/{rev} for the tag)")
     with progress_bar("checking out") as cb:
         cid = repo.checkout(rev, force=force, progress=cb)
     branch, _ = repo.head()
@@ -403,8 +438,8 @@ def gc(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Delete objects no ref can reach."""
-    if grace < 0:
-        raise UsageError("--grace must be >= 0")
+    if not grace >= 0 or grace == float("inf"):  # NaN compares false: refused too
+        raise UsageError("--grace must be a number of seconds >= 0")
     repo = open_repo()
     r = repo.gc(grace_seconds=grace, dry_run=dry_run)
     if as_json:
@@ -441,6 +476,12 @@ def run() -> None:
 
         out(f"dvx {__version__}")
         return
+    import signal
+
+    from . import _interrupted_while_loading
+
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_loading:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, KeyboardInterrupt unwinds cleanly
     try:
         rc = app(standalone_mode=False)
     except DvxError as exc:
@@ -461,6 +502,8 @@ def run() -> None:
         e = os_error(exc, "operation failed")
         err(f"dvx: error: {e}")
         sys.exit(e.exit_code)
+    if rc == 130:  # typer turns KeyboardInterrupt into exit code 130, silently
+        err("dvx: interrupted")
     if isinstance(rc, int) and rc:
         sys.exit(rc)
 

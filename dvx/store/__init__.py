@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -24,8 +25,10 @@ from .pack import (
     PackIndex,
     PackStreamWriter,
     encode_index,
+    open_pack,
     pack_paths,
     read_at,
+    read_index_file,
 )
 
 BLOB = 1
@@ -90,12 +93,15 @@ class ObjectStore:
                 if name in self._packs:
                     continue
                 try:
-                    data = idx.read_bytes()
-                    size = pack.stat().st_size
+                    data = read_index_file(idx)  # a fifo there is refused, not waited on
+                    st = pack.stat()
                 except FileNotFoundError:
                     continue  # removed by a concurrent gc between listing and reading
                 except OSError as exc:
                     raise os_error(exc, f"cannot read pack index {name}") from exc
+                if not stat.S_ISREG(st.st_mode):
+                    raise CorruptObject(f"pack {name} is {durable.file_kind(st.st_mode)}, not a regular file")
+                size = st.st_size
                 index = PackIndex(data, name, size)
                 if index.pack_hash.hex() != name:
                     raise CorruptObject(f"pack index {name} belongs to pack {index.pack_hash.hex()[:16]}")
@@ -125,7 +131,7 @@ class ObjectStore:
             fd = self._fds.get(pack)
             if fd is None:
                 try:
-                    fd = os.open(self.pack_dir / f"{pack}.pack", os.O_RDONLY)
+                    fd = open_pack(self.pack_dir / f"{pack}.pack")
                 except OSError as exc:
                     raise os_error(exc, f"cannot open pack {pack}") from exc
                 self._fds[pack] = fd
@@ -154,11 +160,16 @@ class ObjectStore:
             return None
         path = self.loose_path(object_id)
         try:
-            with open(path, "rb") as fh:
-                head = fh.read(LOOSE_HEADER.size)
-            size = path.stat().st_size
+            fd, st = durable.open_regular(path)  # a fifo there is refused, not waited on
+            try:
+                head = os.read(fd, LOOSE_HEADER.size)
+            finally:
+                os.close(fd)
+            size = st.st_size
         except FileNotFoundError:
             return None
+        except durable.NotRegularFile as exc:
+            raise CorruptObject(f"object {object_id} is {exc.kind}, not a regular file", object_id) from None
         except OSError as exc:
             raise os_error(exc, f"cannot read object {object_id}") from exc
         if len(head) < LOOSE_HEADER.size:
@@ -217,9 +228,12 @@ class ObjectStore:
         if found.pack is not None:
             return read_at(self._fd(found.pack), found.offset, found.stored_size)
         try:
-            with open(self.loose_path(found.id), "rb") as fh:
+            fd, _ = durable.open_regular(self.loose_path(found.id))
+            with os.fdopen(fd, "rb") as fh:
                 fh.seek(LOOSE_HEADER.size)
                 data = fh.read()
+        except durable.NotRegularFile as exc:
+            raise CorruptObject(f"object {found.id} is {exc.kind}, not a regular file", found.id) from None
         except OSError as exc:
             raise os_error(exc, f"cannot read object {found.id}") from exc
         if len(data) != found.stored_size:
@@ -272,20 +286,62 @@ class ObjectStore:
             raise CorruptObject(f"file {file_id} is corrupt (its chunks do not hash to its id)", file_id)
 
     def _chunk(self, chunk_id: str, size: int, file_id: str) -> bytes:
-        """A chunk's bytes. The same content may have been stored as a chunked file (another file of exactly
-        this content, or other chunking settings), so a manifest is accepted and assembled (one level deep)."""
-        type_, data = self.get(chunk_id)
-        if type_ == BLOB:
-            return data
-        if type_ == CHUNKED and size <= codec.MAX_OBJECT_SIZE:
-            parts = parse_manifest(data, chunk_id)[1]
-            if any(c == chunk_id for c, _ in parts):
+        """A chunk's bytes, ``size`` long. The same content may have been stored as a chunked file (another file
+        of exactly this content, or other chunking settings), so a manifest is accepted and assembled, one level
+        deep (docs/format.md §8.4). Every size is checked against the object's raw size before it is decoded,
+        so a lying manifest is refused before anything larger than ``size`` is allocated."""
+        found = self._require(chunk_id)
+        if found.type == BLOB:
+            if found.raw_size != size:
+                raise CorruptObject(
+                    f"chunk {chunk_id} of file {file_id} has {found.raw_size} bytes, its manifest lists {size}", chunk_id
+                )
+            return self.get(chunk_id, BLOB)[1]
+        if found.type != CHUNKED:
+            raise CorruptObject(
+                f"chunk {chunk_id} of file {file_id} is a {TYPE_NAMES.get(found.type, found.type)}", chunk_id
+            )
+        if size > codec.MAX_OBJECT_SIZE:
+            raise CorruptObject(
+                f"chunk {chunk_id} of file {file_id} is a manifest of {size} bytes, over the object size limit", chunk_id
+            )
+        inner_size, parts = parse_manifest(self.get(chunk_id, CHUNKED)[1], chunk_id)
+        if inner_size != size:
+            raise CorruptObject(
+                f"chunk manifest {chunk_id} of file {file_id} describes {inner_size} bytes, the file's manifest lists "
+                f"{size}",
+                chunk_id,
+            )
+        out: list[bytes] = []
+        for part_id, part_size in parts:
+            if part_id == chunk_id:
                 raise CorruptObject(f"chunk manifest {chunk_id} refers to itself", chunk_id)
-            out = b"".join(self.get(c, BLOB)[1] for c, _ in parts)
-            if hash_bytes(out) != chunk_id:
-                raise CorruptObject(f"chunk {chunk_id} of file {file_id} is corrupt", chunk_id)
-            return out
-        raise CorruptObject(f"chunk {chunk_id} of file {file_id} is a {TYPE_NAMES.get(type_, type_)}", chunk_id)
+            part = self._require(part_id)
+            if part.type != BLOB:
+                raise CorruptObject(
+                    f"chunk {part_id} of chunk manifest {chunk_id} is a {TYPE_NAMES.get(part.type, part.type)}, "
+                    "expected a blob",
+                    chunk_id,
+                )
+            if part.raw_size != part_size:
+                raise CorruptObject(
+                    f"chunk {part_id} of chunk manifest {chunk_id} has {part.raw_size} bytes, the manifest lists "
+                    f"{part_size}",
+                    chunk_id,
+                )
+            data = self.get(part_id, BLOB)[1]
+            if len(data) != part_size:  # decode() returns exactly raw_size bytes; kept as a belt and braces
+                raise CorruptObject(f"chunk {part_id} of chunk manifest {chunk_id} has the wrong size", chunk_id)
+            out.append(data)
+        joined = b"".join(out)
+        if hash_bytes(joined) != chunk_id:
+            raise CorruptObject(f"chunk {chunk_id} of file {file_id} is corrupt", chunk_id)
+        return joined
+
+    def read_chunk(self, chunk_id: str, size: int, file_id: str) -> bytes:
+        """One chunk of a file, verified: a blob of ``size`` bytes, or a manifest of exactly that content
+        (docs/format.md §8.4 "resolving a chunk id")."""
+        return self._chunk(chunk_id, size, file_id)
 
     def write_file_to(self, file_id: str, fh: BinaryIO) -> int:
         n = 0

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import codec, durable
-from ..errors import CorruptObject, os_error
+from ..errors import CorruptObject, RefConflict, os_error
 from ..ids import hash_bytes
+from ..refs import RefStore
 from . import CHUNKED, ObjectStore, StoreWriter
-from .pack import PackIndex, read_at
+from .pack import PackIndex, open_pack, read_at
 
 if TYPE_CHECKING:
     from ..repo import GcReport
@@ -35,6 +36,7 @@ def collect(store: ObjectStore, live: set[str], *, grace_seconds: float, dry_run
 
     res = GcReport()
     cutoff = time.time() - grace_seconds
+    _check_roots(store, live)
     try:
         for oid, path in list(store.iter_loose()):
             if oid in live:
@@ -73,12 +75,30 @@ def collect(store: ObjectStore, live: set[str], *, grace_seconds: float, dry_run
     return res
 
 
+def _check_roots(store: ObjectStore, live: set[str]) -> None:
+    """Fail closed, before anything is deleted: read every ref and HEAD again (``.dvx`` is the parent of the
+    objects folder) and refuse unless each one can be read and its commit is in ``live``. A ref that cannot be
+    read raises (corrupt, not absent: docs/format.md §11.1, §16); one that is not in ``live`` was moved
+    after the live set was computed (a fetch writes tracking refs without the repository lock)."""
+    refs = RefStore(store.dir.parent)
+    roots = [value for _, value in refs.all_refs()]
+    _, head = refs.head()
+    if head is not None:
+        roots.append(head)
+    moved = sorted({r for r in roots if r not in live})
+    if moved:
+        raise RefConflict(
+            f"refs changed while gc was running (commit {moved[0][:12]} is not in the live set); nothing was "
+            "deleted, run dvx gc again"
+        )
+
+
 def _rewrite(store: ObjectStore, victims: list[PackIndex], live: set[str], res: GcReport) -> None:
     writer = StoreWriter(store)
     copied: set[bytes] = set()
     # The writer must not skip objects merely because the victim packs still hold them.
     for idx in victims:
-        fd = os.open(store.pack_dir / f"{idx.name}.pack", os.O_RDONLY)
+        fd = open_pack(store.pack_dir / f"{idx.name}.pack")
         try:
             for e in idx:
                 oid = e.object_id.hex()

@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import blake3
 
+from .. import durable
 from ..errors import CorruptObject, UnsupportedFormat
 
 PACK_MAGIC = b"DVXPACK1"
@@ -215,6 +216,24 @@ def read_at(fd: int, offset: int, size: int) -> bytes:
     if len(data) != size:
         raise CorruptObject("pack is shorter than its index says (truncated)")
     return data
+
+
+def open_pack(path: Path) -> int:
+    """A read-only descriptor of the pack ``path``. Never blocks: a fifo, folder or device named like a pack
+    is :class:`CorruptObject` (other OS errors are the caller's)."""
+    try:
+        fd, _ = durable.open_regular(path)
+    except durable.NotRegularFile as exc:
+        raise CorruptObject(f"pack {path.stem} is {exc.kind}, not a regular file") from None
+    return fd
+
+
+def read_index_file(path: Path) -> bytes:
+    """The bytes of the pack index ``path``; as :func:`open_pack`, anything but a regular file is corrupt."""
+    try:
+        return durable.read_regular_file(path)
+    except durable.NotRegularFile as exc:
+        raise CorruptObject(f"pack index {path.stem} is {exc.kind}, not a regular file") from None
 
 
 def pack_paths(directory: Path) -> list[tuple[Path, Path]]:

@@ -267,8 +267,113 @@ def non_utf8_symlink_target(tmp: Path, cleanup: Cleanup) -> Run:
     return Run(repo.root, ["status"], repo.root, "menu-link")
 
 
+def branch_at_a_file_id(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    file_id = repo.ls()[0][1].id
+    return Run(repo.root, ["branch", "bb", file_id], repo.root, "is not a commit")
+
+
+def tag_at_a_tree_id(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["tag", "t", repo.read_commit(repo.head()[1] or "").tree], repo.root, "is not a commit")
+
+
+def ls_past_the_first_commit(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["ls", "HEAD~1000"], repo.root, "goes past the first commit")
+
+
+def ls_unknown_revision(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["ls", "mian"], repo.root, "unknown revision or path 'mian'")
+
+
+def ls_corrupt_tag(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    repo.create_tag("v2")
+    (repo.dvx / "refs" / "tags" / "v2").write_text("garbage\n")
+    return Run(repo.root, ["ls", "v2"], repo.root, "refs/tags/v2")
+
+
+def corrupt_tag_beside_a_branch(tmp: Path, cleanup: Cleanup) -> Run:
+    """A damaged tag is reported, not skipped for the branch of the same name."""
+    repo = committed(tmp, {"a": "1"})
+    repo.create_tag("v2")
+    repo.create_branch("v2")
+    (repo.dvx / "refs" / "tags" / "v2").write_text("garbage\n")
+    return Run(repo.root, ["show", "v2"], repo.root, "refs/tags/v2")
+
+
+def log_with_two_revisions(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    (repo.root / "a").write_text("2")
+    repo.commit("c2")
+    return Run(repo.root, ["log", "HEAD~1", "HEAD", "--", "a"], repo.root, "one revision")
+
+
+def gc_grace_nan(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["gc", "--grace", "nan"], repo.root, "--grace")
+
+
+def config_user_not_an_object(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    cfg = json.loads((repo.dvx / "config").read_text())
+    cfg["user"] = "bob"
+    (repo.dvx / "config").write_text(json.dumps(cfg))
+    (repo.root / "b").write_text("new")
+    return Run(repo.root, ["commit", "-m", "x"], repo.root, "'user' section")
+
+
+def _malformed_remotes(tmp: Path, value: object) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    cfg = json.loads((repo.dvx / "config").read_text())
+    cfg["remotes"] = value
+    (repo.dvx / "config").write_text(json.dumps(cfg))
+    return Run(repo.root, ["remote", "list"], repo.root, ".dvx/config must be an object")
+
+
+def config_remotes_an_int(tmp: Path, cleanup: Cleanup) -> Run:
+    return _malformed_remotes(tmp, 5)
+
+
+def config_remote_an_int(tmp: Path, cleanup: Cleanup) -> Run:
+    return _malformed_remotes(tmp, {"o": 5})
+
+
+def config_level_a_bool(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    cfg = json.loads((repo.dvx / "config").read_text())
+    cfg["core"]["compression_level"] = True
+    (repo.dvx / "config").write_text(json.dumps(cfg))
+    return Run(repo.root, ["status"], repo.root, "must be an integer")
+
+
+def config_format_a_float(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    cfg = json.loads((repo.dvx / "config").read_text())
+    cfg["format"] = 1.0
+    (repo.dvx / "config").write_text(json.dumps(cfg))
+    return Run(repo.root, ["status"], repo.root, "format 1.0")
+
+
+def checkout_over_an_untracked_fifo(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    (repo.root / "p").write_text("file in c2")
+    (repo.root / "a").write_text("2")
+    repo.commit("c2")
+    repo.checkout("HEAD~1")
+    repo.close()
+    os.mkfifo(repo.root / "p")
+    return Run(repo.root, ["checkout", "main"], repo.root, "untracked files are in the way: p")
+
+
 CASES = [
     init_with_a_bad_compression_level,
+    branch_at_a_file_id, tag_at_a_tree_id, ls_past_the_first_commit, ls_unknown_revision, ls_corrupt_tag,
+    corrupt_tag_beside_a_branch, log_with_two_revisions, gc_grace_nan, config_user_not_an_object,
+    config_remotes_an_int, config_remote_an_int, config_level_a_bool, config_format_a_float,
+    checkout_over_an_untracked_fifo,
     not_a_repo, repo_exists, init_on_a_file, unknown_revision, unknown_revision_in_diff, dirty_tree_checkout,
     empty_message, commit_nothing, bad_branch_name, delete_current_branch, existing_tag, permission_denied,
     bad_config, bad_config_value, unsupported_format, corrupt_commit, corrupt_ref, corrupt_file_content_on_checkout,
