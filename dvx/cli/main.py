@@ -7,6 +7,7 @@ its exit code; a usage mistake exits 2. Only a bug shows a traceback.
 from __future__ import annotations
 
 import os
+import posixpath
 import sys
 from typing import Any
 
@@ -70,9 +71,20 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     if not st:
         out("nothing to commit, working tree clean")
         return
+    shown = _from_here(repo)
     for label, paths, code in (("added", st.added, "32"), ("modified", st.modified, "33"), ("deleted", st.deleted, "31")):
         for p in paths:
-            out(paint(f"  {label + ':':<10} {p}", code))
+            out(paint(f"  {label + ':':<10} {shown(p)}", code))
+
+
+def _from_here(repo: Any) -> Any:
+    """How git's status names a repository path in its text output: relative to the current folder (``../a``
+    from a subfolder). ``--json`` keeps repository paths."""
+    here = os.path.relpath(os.getcwd(), repo.root)
+    if here == "." or here.startswith(".."):
+        return lambda p: p
+    base = here.replace(os.sep, "/")
+    return lambda p: posixpath.relpath(p, base)
 
 
 @app.command()

@@ -79,3 +79,13 @@ def test_ctrl_c_prints_one_line_and_exits_130(repo: Repo, dvx_argv: list[str]) -
     assert proc.returncode == 130, err
     assert err.strip() == "dvx: interrupted"
     assert repo.fsck().ok
+
+
+def test_status_from_a_subfolder_names_paths_from_there_as_git(repo: Repo, write_files, run_dvx) -> None:
+    write_files(repo.root, {"a/b/f": "1", "c/g": "2"})
+    repo.commit("c1")
+    write_files(repo.root, {"a/b/f": "changed", "c/g": "changed", "a/new": "new"})
+    lines = run_dvx(["status"], repo.root / "a", check=True).stdout.splitlines()
+    assert [line.split()[-1] for line in lines[1:]] == ["new", "b/f", "../c/g"]
+    doc = __import__("json").loads(run_dvx(["status", "--json"], repo.root / "a" / "b", check=True).stdout)
+    assert doc == {"added": ["a/new"], "modified": ["a/b/f", "c/g"], "deleted": []}  # --json: repository paths
