@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -720,21 +722,56 @@ def _check_clean(head_flat: dict[str, Entry], work: dict[str, Entry]) -> None:
         raise DirtyWorkingTree(f"cannot merge with uncommitted changes: {shown} (commit them first)")
 
 
-def _shallow_enough(fn: F) -> F:
-    """The three-way tree merge recurses, about three calls per folder level: past ~300 levels Python's stack
-    runs out while trees are compared, before the working tree or any ref is touched. Said in one line."""
+def _deep_stack(fn: F) -> F:
+    """The three-way tree merge recurses, about three calls per folder level, so past ~300 levels Python's
+    recursion limit stops it, while trees are still being compared (before the working tree or any ref is
+    touched). Such a merge is run again on a thread with a deep stack and a recursion limit to match, enough for
+    any tree a file system can hold (PATH_MAX allows ~2048 levels); deeper (crafted) trees are refused in one
+    line. The common case pays nothing."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except RecursionError:
-            raise UsageError("the trees are nested too deeply to merge (about 300 folder levels at most)") from None
+            pass
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append((True, fn(*args, **kwargs)))
+            except BaseException as exc:  # handed to the calling thread
+                outcome.append((False, exc))
+
+        with _DEEP_LOCK:
+            old_limit, old_size = sys.getrecursionlimit(), threading.stack_size()
+            sys.setrecursionlimit(max(old_limit, _DEEP_LIMIT))
+            try:
+                threading.stack_size(_DEEP_STACK)
+                worker = threading.Thread(target=run, name="dvx-deep-merge")
+                worker.start()
+            finally:
+                threading.stack_size(old_size)
+            try:
+                worker.join()
+            finally:
+                sys.setrecursionlimit(old_limit)
+        ok, value = outcome[0]
+        if ok:
+            return value
+        if isinstance(value, RecursionError):
+            raise UsageError("the trees are nested too deeply to merge (more than ~8,000 folder levels)") from None
+        raise value
 
     return wrapper  # type: ignore[return-value]
 
 
-@_shallow_enough
+_DEEP_LOCK = threading.Lock()
+_DEEP_LIMIT = 25_000  # frames: ~3 per folder level
+_DEEP_STACK = 512 << 20  # bytes of (virtual) stack for that many frames, also on Python 3.10
+
+
+@_deep_stack
 def merge(
     repo: Any,
     revs: Sequence[str],
@@ -903,7 +940,7 @@ def merge(
         return finish(new_id, tree, res)
 
 
-@_shallow_enough
+@_deep_stack
 def squash(
     repo: Any,
     rev: str,
