@@ -275,6 +275,12 @@ class Repo:
         ``checkout`` materializes HEAD's files and makes it an ordinary repository."""
         return self.config["core"].get("worktree", True) is not False
 
+    @property
+    def is_lazy(self) -> bool:
+        """A lazy clone (``core.lazy_remote`` set, §17.6): a file content missing here is not fetched yet, not
+        lost, even when that remote is no longer configured and nothing can fetch it on demand."""
+        return bool(self.config["core"].get("lazy_remote"))
+
     def _require_worktree(self, what: str) -> None:
         if not self.has_worktree:
             branch, _ = self.head()
@@ -1046,7 +1052,7 @@ class Repo:
                 elif e.kind == FILE and files and e.id not in out:
                     info = self.store.info(e.id)
                     if info is None:
-                        if self.store.fetcher is not None:
+                        if self.store.fetcher is not None or self.is_lazy:
                             continue  # a lazy clone's content not fetched yet: nothing local to keep or delete
                         raise MissingObject(f"object {e.id} ({e.name}) is missing from the store", e.id)
                     out[e.id] = info.type
@@ -1075,7 +1081,7 @@ class Repo:
         # fsck checks what is here; it must not download a lazy clone's contents to do so.
         fetcher, self.store.fetcher = self.store.fetcher, None
         try:
-            return self._fsck(report, progress, lazy=fetcher is not None)
+            return self._fsck(report, progress, lazy=fetcher is not None or self.is_lazy)
         finally:
             self.store.fetcher = fetcher
 

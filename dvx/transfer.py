@@ -89,6 +89,10 @@ class TransferStats:
 # --- remote configuration -------------------------------------------------------------------------------
 
 
+def _raise_remote(message: str) -> bool:
+    raise RemoteError(message)
+
+
 def check_remote_name(name: str) -> None:
     check_ref_name(name, "remote")
     if "/" in name:
@@ -208,7 +212,9 @@ class RemoteView:
             if not create:
                 return False
             self.backend.write_if_absent(MARKER, json.dumps({"format": REMOTE_FORMAT}).encode() + b"\n")
-            return True
+            return self.check_format(create=False) or _raise_remote(
+                f"cannot create {self.backend.url}/{MARKER}: something that is not a file is in its place"
+            )
         except ValueError as exc:
             raise RemoteError(f"{self.backend.url}/{MARKER} is not valid JSON") from exc
         if not isinstance(doc, dict) or "format" not in doc:
@@ -226,7 +232,8 @@ class RemoteView:
         if not self.check_format(create=False):
             # One more request, on this failure path only: a read in a missing bucket is a plain "not found"
             # on GCS, but a listing says "bucket ... does not exist", which is what the user must hear.
-            self.backend.list("refs/")
+            if self.backend.list("refs/"):
+                raise RemoteError(f"remote {self.backend.url} is damaged: it has refs but no readable {MARKER}")
             raise RemoteError(f"{self.backend.url} is not a dvx remote (nothing was pushed there yet)")
 
     def load_indexes(self) -> None:
@@ -266,8 +273,14 @@ class RemoteView:
     def where(self) -> dict[bytes, tuple[str, IndexEntry]]:
         if self._where is None:
             w: dict[bytes, tuple[str, IndexEntry]] = {}
+            known = (BLOB, TREE, COMMIT, CHUNKED)
             for name, idx in self.indexes.items():
                 for e in idx:
+                    if e.type not in known:  # §17.6: refused, never taken for content not fetched yet
+                        raise CorruptObject(
+                            f"remote index {name} lists object {e.object_id.hex()} with unknown type {e.type}",
+                            e.object_id.hex(),
+                        )
                     w.setdefault(e.object_id, (name, e))
             self._where = w
         return self._where
@@ -428,7 +441,7 @@ def _verify(oid: str, e: IndexEntry, payload: bytes) -> None:
             raise CorruptObject(f"remote served object {oid} as a {_TYPE_WORDS[e.type]}, but it is not one ({exc})", oid) from exc
 
 
-_TYPE_WORDS = {TREE: "tree", COMMIT: "commit"}
+_TYPE_WORDS = {TREE: "tree", COMMIT: "commit", BLOB: "file", CHUNKED: "chunked file"}
 
 
 def _fields(e: IndexEntry) -> tuple[bytes, int, int, int, int, int]:
@@ -1074,6 +1087,10 @@ def fsck_remote(repo: Repo, remote_name: str) -> tuple[int, int, dict[str, str]]
     # Reachability: every object the refs need must be present and good.
     from .model import decode_commit, decode_tree
 
+    for ref, (value, _) in sorted(refs.items()):  # as fetch and clone refuse them: a ref names a commit
+        got = objects.get(bytes.fromhex(value))
+        if got is not None and got[0] != COMMIT:
+            bad.setdefault(value, f"remote ref {ref} names a {_TYPE_WORDS.get(got[0], 'object')}, not a commit")
     seen: set[str] = set()
     stack = [v for v, _ in refs.values()]
     checked = 0
