@@ -942,8 +942,10 @@ def clone(
     options: dict[str, str] | None = None,
     progress: Progress | None = None,
     objects: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Repo:
-    """Make a new repository from a remote: refs and metadata now, file contents when a checkout needs them."""
+    """Make a new repository from a remote: refs and metadata now, file contents when a checkout needs them.
+    ``warn`` hears the fetch's warnings (remote refs ignored for their names)."""
     from .remote.backend import open_backend
     from .repo import Repo
 
@@ -967,7 +969,10 @@ def clone(
             repo.config["core"]["worktree"] = False  # no files are checked out here yet (docs/format.md §14.1)
         repo.save_config()
         del backend
-        fetch(repo, "origin", progress=progress, objects=objects)
+        stats = fetch(repo, "origin", progress=progress, objects=objects)
+        if warn is not None:
+            for w in stats.warnings:
+                warn(w)
         view = view_for(repo, "origin")
         tracking = repo.refs.list(f"{REMOTES}origin/")
         head_branch = view.default_branch()

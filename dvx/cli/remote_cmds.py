@@ -128,7 +128,7 @@ def clone(
 
     with transfer_bar("cloning") as (cb, objects):
         repo = do_clone(url, directory, branch=branch, checkout=not no_checkout, options=parse_options(option),
-                        progress=cb, objects=objects)
+                        progress=cb, objects=objects, warn=lambda w: err(f"dvx: warning: {w}"))
     b, head = repo.head()
     if head is None:
         err("dvx: warning: the remote is empty")

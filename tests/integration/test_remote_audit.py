@@ -82,3 +82,13 @@ def test_a_lazy_clone_without_its_remote_still_knows_contents_are_only_not_fetch
     assert b.fsck().ok
     b.gc(grace_seconds=0)
     assert json.loads((b.dvx / "config").read_text())["core"]["lazy_remote"] == "origin"
+
+
+def test_clone_passes_on_the_warning_about_remote_refs_it_ignores(tmp_path: Path, run_dvx) -> None:
+    remote = tmp_path / "rem"
+    a = small_repo(tmp_path / "a")
+    add_remote(a, "origin", str(remote), {})
+    push(a)
+    (remote / "refs" / "heads" / "bad..name").write_text((remote / "refs" / "heads" / "main").read_text())
+    r = run_dvx(["clone", str(remote), str(tmp_path / "c")], tmp_path, check=True)
+    assert "ignored remote ref 'refs/heads/bad..name'" in r.stderr
