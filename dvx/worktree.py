@@ -139,7 +139,8 @@ def select_paths(items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | N
     """``(path, entry)`` pairs matching gitignore-style ``patterns`` (all of them when there are none).
 
     One rule for ``dvx ls`` and read-only checkouts: a path matches the ``GitIgnoreSpec`` of the patterns, or
-    one pattern as a plain ``fnmatch`` glob (``*.csv`` matches at any depth, ``train/**`` a whole folder).
+    one pattern as a plain ``fnmatch`` glob (``data/*.csv`` matches deeper too), unless a ``!`` pattern matching it
+    comes last (``*.txt`` ``!sub/new.txt`` leaves that one file out).
     """
     if not patterns:
         return dict(items)
@@ -148,7 +149,13 @@ def select_paths(items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | N
     import pathspec  # imported only when patterns are given
 
     spec = pathspec.GitIgnoreSpec.from_lines(patterns)
-    return {p: e for p, e in items if spec.match_file(p) or any(fnmatch.fnmatchcase(p, pat) for pat in patterns)}
+    globs = [pat for pat in patterns if not pat.startswith("!")]
+
+    def keep(path: str) -> bool:
+        decided = spec.check_file(path).include  # the last gitignore pattern matching: a `!` one says False
+        return decided if decided is not None else any(fnmatch.fnmatchcase(path, pat) for pat in globs)
+
+    return {p: e for p, e in items if keep(p)}
 
 
 def _check_kept(rel: str, name: str) -> None:

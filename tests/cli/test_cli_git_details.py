@@ -89,3 +89,11 @@ def test_status_from_a_subfolder_names_paths_from_there_as_git(repo: Repo, write
     assert [line.split()[-1] for line in lines[1:]] == ["new", "b/f", "../c/g"]
     doc = __import__("json").loads(run_dvx(["status", "--json"], repo.root / "a" / "b", check=True).stdout)
     assert doc == {"added": ["a/new"], "modified": ["a/b/f", "c/g"], "deleted": []}  # --json: repository paths
+
+
+def test_a_negated_pattern_after_a_glob_leaves_the_path_out(repo: Repo, write_files, run_dvx) -> None:
+    write_files(repo.root, {"a.txt": "a", "sub/s.txt": "s", "sub/new.txt": "n", "data/deep/y.csv": "y"})
+    repo.commit("c1")
+    assert [p for p, _ in repo.ls(None, ["*.txt", "!sub/new.txt"])] == ["a.txt", "sub/s.txt"]
+    assert [p for p, _ in repo.ls(None, ["data/*.csv"])] == ["data/deep/y.csv"]  # a plain glob, as before
+    assert [p for p, _ in repo.ls(None, ["sub/", "!sub/new.txt"])] == ["sub/s.txt"]
