@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from . import worktree
 from .diff import diff_flat
 from .errors import (
     CorruptObject,
@@ -62,13 +63,16 @@ from .model import (
     Commit,
     Entry,
     TreeNode,
+    _bucket_of,
     _dumps,
     _encode_node,
     decode_tree,
     encode_tree,
 )
 from .refs import HEADS, TAGS, check_ref_name
-from .store import COMMIT, TREE, StoreWriter
+from .store import BLOB, COMMIT, TREE, StoreWriter
+from .trees import build
+from .worktree import IGNORE_FILE
 
 STRATEGIES = ("fail", "ours", "theirs")
 
@@ -559,6 +563,68 @@ class TreeMerger:
             else:
                 stack.extend(e.id for e in node.entries if e.kind == DIR)
 
+    def arrived(self, old: str | None, new: str) -> dict[str, Entry]:
+        """The files and symlinks of tree ``new`` that ``old`` lacks or holds differently, reading only the
+        subtrees and buckets that differ."""
+        out: dict[str, Entry] = {}
+        stack: list[tuple[str | None, str, str]] = [(old, new, "")]
+        while stack:
+            a, b, prefix = stack.pop()
+            for path, x, y in self.changed(a, b, prefix):
+                if y is None:
+                    continue
+                if y.kind == DIR:
+                    stack.append((x.id if x is not None and x.kind == DIR else None, y.id, path + "/"))
+                else:
+                    out[path] = y
+        return out
+
+    def entry_named(self, tree_id: str, name: str) -> Entry | None:
+        """The entry ``name`` of one directory, descending only the bucket nodes its hash selects."""
+        node = self.node(tree_id)
+        while node.entries is None:
+            bucket = _bucket_of(name, node.depth)
+            sub = next((i for b, i, _, _ in node.buckets if b == bucket), None)
+            if sub is None:
+                return None
+            node = self.node(sub)
+        return next((e for e in node.entries if e.name == name), None)
+
+    def rules_for(self, root: str, paths: Iterable[str]) -> dict[str, Entry]:
+        """The ``.dvxignore`` entries of the folders holding ``paths`` and of all their parents, by path."""
+        out: dict[str, Entry] = {}
+        folders: dict[str, str | None] = {"": root}  # folder path -> tree id (None: not a folder there)
+        for path in paths:
+            parts = path.split("/")[:-1]
+            for i in range(len(parts) + 1):
+                folder = "/".join(parts[:i])
+                if folder not in folders:
+                    parent = folders["/".join(parts[: i - 1])]
+                    e = self.entry_named(parent, parts[i - 1]) if parent is not None else None
+                    folders[folder] = e.id if e is not None and e.kind == DIR else None
+                    tree_id = folders[folder]
+                    if tree_id is not None:
+                        rule = self.entry_named(tree_id, IGNORE_FILE)
+                        if rule is not None and rule.kind == FILE:
+                            out[f"{folder}/{IGNORE_FILE}" if folder else IGNORE_FILE] = rule
+        rule = self.entry_named(root, IGNORE_FILE)
+        if rule is not None and rule.kind == FILE:
+            out[IGNORE_FILE] = rule
+        return out
+
+    def flatten(self, root: str) -> dict[str, Entry]:
+        """Every file and symlink under ``root`` (new nodes included) as ``{path: Entry}``."""
+        out: dict[str, Entry] = {}
+        stack = [("", root)]
+        while stack:
+            prefix, tree_id = stack.pop()
+            for e in self.read_dir(tree_id):
+                if e.kind == DIR:
+                    stack.append((f"{prefix}{e.name}/", e.id))
+                else:
+                    out[prefix + e.name] = e
+        return out
+
     def write(self, writer: StoreWriter, root: str) -> int:
         """Store the new trees under ``root``; return how many objects were added."""
         added = 0
@@ -652,6 +718,7 @@ class MergeResult:
     bases: list[list[str]] = field(default_factory=list)  # merge base(s) of each step
     merged: list[str] = field(default_factory=list)  # revisions merged, as given
     skipped: list[str] = field(default_factory=list)  # revisions already contained in HEAD or another REV
+    ignored: list[str] = field(default_factory=list)  # left out: excluded by the merged .dvxignore files
     added: int = 0
     modified: int = 0
     deleted: int = 0
@@ -668,6 +735,7 @@ class MergeResult:
             "strategy": self.strategy,
             "merged": self.merged,
             "skipped": self.skipped,
+            "ignored": self.ignored,
             "bases": self.bases,
             "conflicts": [c.to_json() for c in self.conflicts],
             "added": self.added,
@@ -839,6 +907,8 @@ def merge(
             if update_worktree:
                 target = repo.trees.flatten(tree)
                 writes, deletes, clashes = plan_checkout(head_flat, target, work, force=False)
+                kept = set(result.ignored)  # left out of the merge by the merged .dvxignore: stays on disk, untracked
+                deletes = [p for p in deletes if p not in kept]
                 if clashes:  # cannot happen on a clean tree; never overwrite anything if it does
                     raise DirtyWorkingTree(
                         f"merge would overwrite uncommitted changes: {', '.join(map(shown_path, clashes[:10]))}"
@@ -918,6 +988,22 @@ def merge(
             merged_so_far.append(cid)
         if all_conflicts and strategy == "fail":
             raise MergeConflict(conflict_message(all_conflicts, more="see MergeConflict.conflicts"), list(all_conflicts))
+        # A path the merged .dvxignore files exclude (one side added the file, the other the rule) is left out,
+        # as a commit of the merged folder would: else status would call it deleted at once, and the next
+        # commit drop it unannounced. It stays in its side's history, and on disk, untracked.
+        # Only what arrived from the other sides can be newly excluded, unless the rules themselves changed:
+        # the cost follows the changed paths (a merge of a few files into a million reads a few nodes).
+        arrived = merger.arrived(head_tree, tree)
+        if any(p.rpartition("/")[2] == IGNORE_FILE for p in arrived):
+            candidates = merger.flatten(tree)
+        else:
+            candidates = {**arrived, **merger.rules_for(tree, arrived)}
+        dropped = worktree.ignored_in_tree(candidates, lambda oid: repo.store.get(oid, BLOB)[1])
+        if dropped:
+            gone = set(dropped)
+            flat = merger.flatten(tree)
+            with repo.store.writer() as writer:
+                tree = build(writer, {p: e for p, e in flat.items() if p not in gone})
 
         meta: dict[str, str] = {}
         if strategy != "fail":
@@ -935,7 +1021,7 @@ def merge(
             writer.add(new_id, COMMIT, commit.encode())
         res = MergeResult(
             new_id, head_id, branch, tree, parents, strategy=strategy, conflicts=all_conflicts, bases=all_bases,
-            merged=[rev for rev, _ in todo], skipped=skipped,
+            merged=[rev for rev, _ in todo], skipped=skipped, ignored=dropped,
         )
         return finish(new_id, tree, res)
 

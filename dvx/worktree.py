@@ -135,6 +135,42 @@ def _ignored(ignores: Ignores, rel: str) -> bool:
     return False
 
 
+def ignored_in_tree(flat: Mapping[str, Entry], read: Callable[[str], bytes]) -> list[str]:
+    """The paths of a flat tree that its own ``.dvxignore`` files exclude, by the rules of :func:`scan` (a
+    folder's file applies below it, an excluded folder excludes all it holds); ``read`` gives a blob's bytes.
+    A commit never holds such a path; a merge of two sides (one adding a file, the other a rule) can."""
+    specs: dict[str, Any] = {}
+    for path, e in flat.items():
+        folder, _, name = path.rpartition("/")
+        if name == IGNORE_FILE and e.kind == FILE:
+            import pathspec
+
+            lines = read(e.id).decode("utf-8", "replace").splitlines()
+            specs[folder + "/" if folder else ""] = pathspec.GitIgnoreSpec.from_lines(lines)
+    if not specs:
+        return []
+    out = []
+    for path in flat:
+        parts = path.split("/")
+        ignores: Ignores = ()
+        prefix = ""
+        excluded = False
+        for part in parts[:-1]:
+            if prefix in specs:
+                ignores = (*ignores, (prefix, specs[prefix]))
+            if ignores and _ignored(ignores, f"{prefix}{part}/"):
+                excluded = True
+                break
+            prefix = f"{prefix}{part}/"
+        if not excluded:
+            if prefix in specs:
+                ignores = (*ignores, (prefix, specs[prefix]))
+            excluded = bool(ignores) and _ignored(ignores, path)
+        if excluded:
+            out.append(path)
+    return out
+
+
 def select_paths(items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | None) -> dict[str, Entry]:
     """``(path, entry)`` pairs matching gitignore-style ``patterns`` (all of them when there are none).
 

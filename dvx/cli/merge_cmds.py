@@ -35,6 +35,10 @@ def merge_summary(result: Any) -> list[str]:
             lines.append(f"  kept {keep}: {c.summary()}")
         if len(result.conflicts) > _SHOWN_CONFLICTS:
             lines.append(f"  ... and {len(result.conflicts) - _SHOWN_CONFLICTS} more (see --json)")
+    if getattr(result, "ignored", None):
+        shown = ", ".join(result.ignored[:_SHOWN_CONFLICTS])
+        more = f" and {len(result.ignored) - _SHOWN_CONFLICTS} more" if len(result.ignored) > _SHOWN_CONFLICTS else ""
+        lines.append(f"Left out, as the merged .dvxignore excludes them (kept on disk if they were): {shown}{more}")
     if result.skipped:
         lines.append(f"Already contained: {', '.join(result.skipped)}")
     return lines
