@@ -593,23 +593,23 @@ class TreeMerger:
     def rules_for(self, root: str, paths: Iterable[str]) -> dict[str, Entry]:
         """The ``.dvxignore`` entries of the folders holding ``paths`` and of all their parents, by path."""
         out: dict[str, Entry] = {}
-        folders: dict[str, str | None] = {"": root}  # folder path -> tree id (None: not a folder there)
+        folders: dict[str, str | None] = {}  # folder path -> tree id (None: not a folder there)
+
+        def visit(folder: str, tree_id: str | None) -> None:
+            folders[folder] = tree_id
+            rule = self.entry_named(tree_id, IGNORE_FILE) if tree_id is not None else None
+            if rule is not None and rule.kind == FILE:
+                out[f"{folder}/{IGNORE_FILE}" if folder else IGNORE_FILE] = rule
+
+        visit("", root)
         for path in paths:
             parts = path.split("/")[:-1]
-            for i in range(len(parts) + 1):
+            for i in range(1, len(parts) + 1):
                 folder = "/".join(parts[:i])
                 if folder not in folders:
                     parent = folders["/".join(parts[: i - 1])]
                     e = self.entry_named(parent, parts[i - 1]) if parent is not None else None
-                    folders[folder] = e.id if e is not None and e.kind == DIR else None
-                    tree_id = folders[folder]
-                    if tree_id is not None:
-                        rule = self.entry_named(tree_id, IGNORE_FILE)
-                        if rule is not None and rule.kind == FILE:
-                            out[f"{folder}/{IGNORE_FILE}" if folder else IGNORE_FILE] = rule
-        rule = self.entry_named(root, IGNORE_FILE)
-        if rule is not None and rule.kind == FILE:
-            out[IGNORE_FILE] = rule
+                    visit(folder, e.id if e is not None and e.kind == DIR else None)
         return out
 
     def flatten(self, root: str) -> dict[str, Entry]:
@@ -994,14 +994,12 @@ def merge(
         # Only what arrived from the other sides can be newly excluded, unless the rules themselves changed:
         # the cost follows the changed paths (a merge of a few files into a million reads a few nodes).
         arrived = merger.arrived(head_tree, tree)
-        if any(p.rpartition("/")[2] == IGNORE_FILE for p in arrived):
-            candidates = merger.flatten(tree)
-        else:
-            candidates = {**arrived, **merger.rules_for(tree, arrived)}
+        rules_changed = any(p.rpartition("/")[2] == IGNORE_FILE for p in arrived)
+        candidates = merger.flatten(tree) if rules_changed else {**arrived, **merger.rules_for(tree, arrived)}
         dropped = worktree.ignored_in_tree(candidates, lambda oid: repo.store.get(oid, BLOB)[1])
         if dropped:
             gone = set(dropped)
-            flat = merger.flatten(tree)
+            flat = candidates if rules_changed else merger.flatten(tree)
             with repo.store.writer() as writer:
                 tree = build(writer, {p: e for p, e in flat.items() if p not in gone})
 

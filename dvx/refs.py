@@ -29,6 +29,11 @@ _MAX_REF_FILE = 4096
 _BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)|^\.|^/|/$|\.$")
 
 
+def is_ref_name(name: str) -> bool:
+    """True if ``name`` could be a ref (or a ref's path under ``refs/``): only then is it looked up as one."""
+    return bool(name) and not _BAD_REF.search(name)
+
+
 def check_ref_name(name: str, what: str = "branch") -> None:
     """Refuse names git would refuse (and ones that would confuse revision syntax)."""
     if not name or _BAD_REF.search(name) or name == "@" or name == "HEAD" or name.startswith("-"):

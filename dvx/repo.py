@@ -14,7 +14,6 @@ import getpass
 import heapq
 import json
 import os
-import re
 import shutil
 import socket
 import stat
@@ -51,8 +50,8 @@ from .errors import (
 from .ids import is_id, is_id_prefix
 from .lock import RepoLock
 from .model import DIR, FILE, LINK, Commit, Entry, decode_commit, link_entry
-from .refs import HEADS, REMOTES, TAGS, RefStore, check_ref_name
-from .store import BLOB, CHUNKED, COMMIT, TREE, ObjectStore, StoreWriter, parse_manifest
+from .refs import HEADS, REMOTES, TAGS, RefStore, check_ref_name, is_ref_name
+from .store import BLOB, CHUNKED, COMMIT, TREE, TYPE_WORDS, ObjectStore, StoreWriter, parse_manifest
 from .store.pack import scan_pack
 from .trees import TreeReader, build
 from .worktree import Chunking, Found, StatCache
@@ -356,7 +355,7 @@ class Repo:
             return commit
         # git's order (gitrevisions): a full ref name, then a tag, a branch, a remote-tracking branch. A ref
         # that is there but unreadable raises: it is never skipped in favour of the next candidate.
-        if not _BAD_REF_NAME.search(base):
+        if is_ref_name(base):
             for ref in (base, TAGS + base, HEADS + base, REMOTES + base):
                 if ref.startswith("refs/"):
                     value = self.refs.get(ref)
@@ -366,7 +365,7 @@ class Repo:
             info = self.store.info(base.lower())
             if info is not None:
                 if info.type != COMMIT:
-                    raise UnknownRevision(f"{base[:12]} is not a commit (it names a {_TYPE_NAMES.get(info.type, 'object')})")
+                    raise UnknownRevision(f"{base[:12]} is not a commit (it names a {TYPE_WORDS.get(info.type, 'object')})")
                 return base.lower()
         if is_id_prefix(base.lower()):
             matches = self._commits_with_prefix(base.lower())
@@ -378,7 +377,7 @@ class Repo:
 
     def ambiguous_name(self, rev: str) -> bool:
         """True when ``rev`` is both a branch and a tag (git warns: "refname is ambiguous")."""
-        if _BAD_REF_NAME.search(rev) or rev.startswith("refs/"):
+        if not is_ref_name(rev) or rev.startswith("refs/"):
             return False
         return self.refs.get(TAGS + rev) is not None and self.refs.get(HEADS + rev) is not None
 
@@ -703,7 +702,7 @@ class Repo:
         """
         with self.lock:
             # As git: a name that is a branch checks out that branch (HEAD follows it), even if a tag has it too.
-            is_branch = rev != "HEAD" and not _BAD_REF_NAME.search(rev) and self.refs.get(HEADS + rev) is not None
+            is_branch = rev != "HEAD" and is_ref_name(rev) and self.refs.get(HEADS + rev) is not None
             target_id = self.resolve(HEADS + rev if is_branch else rev)
             target_tree = self.read_commit(target_id).tree
             target_flat = self.trees.flatten(target_tree)
@@ -842,12 +841,15 @@ class Repo:
 
         def in_the_way(rel: str, st: os.stat_result) -> None:
             """``rel`` is on disk, unknown to the scan, where a file or a folder must go."""
-            if not scanned or not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            if not scanned:
                 blocked.append(rel)
-            elif not stat.S_ISDIR(st.st_mode):
+            elif stat.S_ISDIR(st.st_mode):
+                if self._only_expendable(rel, work, deleted, blocked):
+                    expendable.append(rel)
+            elif _plain_kind(st):
                 expendable.append(rel)  # an ignored file or symlink
-            elif self._only_expendable(rel, work, deleted, blocked):
-                expendable.append(rel)
+            else:
+                blocked.append(rel)  # a special file
 
         # What each folder on the way is: "dir", "absent" or "other" (a file or symlink: nothing below it is
         # looked at, so no lstat ever goes through a symlink). Folders holding scanned paths are real folders.
@@ -871,8 +873,7 @@ class Repo:
                     break
             if clear and path not in work:
                 st = lstat(path)
-                if st is not None and (stat.S_ISDIR(st.st_mode) or not scanned
-                                       or not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode))):
+                if st is not None and not (scanned and _plain_kind(st)):
                     in_the_way(path, st)  # an ignored file or symlink itself is simply replaced
         if blocked:
             shown = ", ".join(blocked[:10]) + (f" and {len(blocked) - 10} more" if len(blocked) > 10 else "")
@@ -885,27 +886,23 @@ class Repo:
     def _only_expendable(self, folder: str, work: dict[str, Entry], deleted: set[str], blocked: list[str]) -> bool:
         """True if nothing under the on-disk ``folder`` would be lost by removing it; else adds what would be
         to ``blocked``. Ignored folders are not scanned, so whatever is in them is ignored too."""
-        try:
-            return self._walk_expendable(folder, work, deleted, blocked)
-        except OSError as exc:
-            raise os_error(exc, f"cannot read {folder}") from exc
-
-    def _walk_expendable(self, folder: str, work: dict[str, Entry], deleted: set[str], blocked: list[str]) -> bool:
         ok = True
         top = os.fspath(self.root / folder)
-        for dirpath, dirnames, filenames in os.walk(top, onerror=_raise):
-            rel_dir = folder + dirpath[len(top):].replace(os.sep, "/")
-            for name in dirnames + filenames:
-                rel = f"{rel_dir}/{name}"
-                if name in worktree.ALWAYS_IGNORED:
-                    blocked.append(rel)  # someone's repository: never removed on the way
-                    ok = False
-                elif name in filenames or os.path.islink(f"{dirpath}/{name}"):
-                    st = os.lstat(f"{dirpath}/{name}")
-                    if rel in work and rel not in deleted or not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-                        blocked.append(rel)
+        try:
+            for dirpath, dirnames, filenames in os.walk(top, onerror=_raise):
+                rel_dir = folder + dirpath[len(top):].replace(os.sep, "/")
+                for name in dirnames + filenames:
+                    rel = f"{rel_dir}/{name}"
+                    if name in worktree.ALWAYS_IGNORED:
+                        blocked.append(rel)  # someone's repository: never removed on the way
                         ok = False
-            dirnames[:] = [d for d in dirnames if d not in worktree.ALWAYS_IGNORED]
+                    elif name in filenames or os.path.islink(f"{dirpath}/{name}"):
+                        if rel in work and rel not in deleted or not _plain_kind(os.lstat(f"{dirpath}/{name}")):
+                            blocked.append(rel)
+                            ok = False
+                dirnames[:] = [d for d in dirnames if d not in worktree.ALWAYS_IGNORED]
+        except OSError as exc:
+            raise os_error(exc, f"cannot read {folder}") from exc
         return ok
 
     def _staging_dir(self) -> Path:
@@ -1253,11 +1250,6 @@ def plan_checkout(
     return writes, sorted(deletes), sorted(set(conflicts))
 
 
-# Characters no ref name has (besides revision operators, split off before): such a name is looked up only as an id.
-_BAD_REF_NAME = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
-_TYPE_NAMES = {BLOB: "file", CHUNKED: "chunked file", TREE: "folder", COMMIT: "commit"}
-
-
 def _check_config(doc: dict[str, Any]) -> None:
     """Refuse values of the wrong type (docs/format.md §14.1), each with one line naming the key: a config
     edited by hand must not surface later as a traceback."""
@@ -1284,6 +1276,11 @@ def _check_config(doc: dict[str, Any]) -> None:
             raise BadConfig(f"remote {name!r} in .dvx/config must be an object")
         if not isinstance(remote.get("options", {}), dict):
             raise BadConfig(f"remote {name!r} in .dvx/config: 'options' must be an object")
+
+
+def _plain_kind(st: os.stat_result) -> bool:
+    """A regular file or a symlink: what the scan keeps (anything else but a folder is a special file)."""
+    return stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)
 
 
 def _raise(exc: OSError) -> None:

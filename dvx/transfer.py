@@ -46,7 +46,7 @@ from .ids import hash_bytes, is_id
 from .model import DIR, FILE
 from .refs import HEADS, REMOTES, TAGS, check_ref_name
 from .remote.backend import absolute_url
-from .store import BLOB, CHUNKED, COMMIT, TREE, parse_manifest
+from .store import BLOB, CHUNKED, COMMIT, TREE, TYPE_WORDS, parse_manifest
 from .store.pack import IndexEntry, PackIndex, PackStreamWriter, encode_index
 
 if TYPE_CHECKING:
@@ -438,10 +438,7 @@ def _verify(oid: str, e: IndexEntry, payload: bytes) -> None:
         try:
             (decode_tree if e.type == TREE else decode_commit)(raw, oid)
         except CorruptObject as exc:
-            raise CorruptObject(f"remote served object {oid} as a {_TYPE_WORDS[e.type]}, but it is not one ({exc})", oid) from exc
-
-
-_TYPE_WORDS = {TREE: "tree", COMMIT: "commit", BLOB: "file", CHUNKED: "chunked file"}
+            raise CorruptObject(f"remote served object {oid} as a {TYPE_WORDS[e.type]}, but it is not one ({exc})", oid) from exc
 
 
 def _fields(e: IndexEntry) -> tuple[bytes, int, int, int, int, int]:
@@ -1095,7 +1092,7 @@ def fsck_remote(repo: Repo, remote_name: str) -> tuple[int, int, dict[str, str]]
     for ref, (value, _) in sorted(refs.items()):  # as fetch and clone refuse them: a ref names a commit
         got = objects.get(bytes.fromhex(value))
         if got is not None and got[0] != COMMIT:
-            bad.setdefault(value, f"remote ref {ref} names a {_TYPE_WORDS.get(got[0], 'object')}, not a commit")
+            bad.setdefault(value, f"remote ref {ref} names a {TYPE_WORDS.get(got[0], 'object')}, not a commit")
     seen: set[str] = set()
     stack = [v for v, _ in refs.values()]
     checked = 0

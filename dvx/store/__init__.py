@@ -36,6 +36,8 @@ TREE = 2
 COMMIT = 3
 CHUNKED = 4
 TYPE_NAMES = {BLOB: "blob", TREE: "tree", COMMIT: "commit", CHUNKED: "chunked"}
+#: The same, as a user reads them in a message ("it names a file, not a commit").
+TYPE_WORDS = {BLOB: "file", TREE: "tree", COMMIT: "commit", CHUNKED: "chunked file"}
 
 LOOSE_MAGIC = b"DVXOBJ01"
 LOOSE_HEADER = struct.Struct("<8sBBQ")  # magic, type, codec, raw size
