@@ -17,6 +17,7 @@ import os
 import signal
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import os_error
@@ -231,6 +232,85 @@ def _unlink_quiet(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def walk_no_follow(path: str | Path) -> Iterator[tuple[str, list[tuple[str, os.stat_result]], list[str]]]:
+    """``os.walk`` top-down at any depth, never through a symlink: ``(folder, [(name, lstat)], subfolders)``
+    for ``path`` (folder ``""``) and each folder below it (``a/b``). Edit ``subfolders`` in place to prune.
+
+    Python 3.11's ``os.walk`` recurses once per level and builds full paths, which fail past ~1000 levels or
+    PATH_MAX; this one keeps one directory descriptor open and names everything relative to it."""
+    fd = os.open(path, _DIR_FLAGS)
+    todo: list[list[str]] = []  # per level on the way down, the subfolders not visited yet
+    names: list[str] = []  # the folders descended into
+    try:
+        while True:
+            entries = []
+            with os.scandir(fd) as it:
+                for e in it:
+                    entries.append((e.name, os.lstat(e.name, dir_fd=fd)))
+            subs = sorted((n for n, st in entries if stat.S_ISDIR(st.st_mode)), reverse=True)
+            yield "/".join(names), entries, subs
+            todo.append(subs)
+            while not todo[-1]:
+                todo.pop()
+                if not names:
+                    return
+                parent = os.open("..", _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = parent
+                names.pop()
+            sub = todo[-1].pop()
+            inner = os.open(sub, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+            names.append(sub)
+    finally:
+        os.close(fd)
+
+
+def remove_tree(path: str | Path) -> None:
+    """``rm -r path`` without following symlinks, at any depth: shutil.rmtree (Python 3.11) recurses once per
+    level and fails past ~1000, which a real tree reaches. One directory descriptor is open at a time, and every
+    name is resolved from it, so no path grows longer than one name and no symlink is followed. Raises
+    :class:`OSError`; a path that is not there is fine."""
+    flags = _DIR_FLAGS
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+        return
+    fd = os.open(path, flags)
+    names: list[str] = []  # the folders descended into, below ``path``
+    try:
+        while True:
+            sub = None
+            with os.scandir(fd) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        sub = e.name
+                        break
+                    os.unlink(e.name, dir_fd=fd)
+            if sub is not None:
+                inner = os.open(sub, flags, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+                names.append(sub)
+                continue
+            if not names:
+                break
+            parent = os.open("..", flags, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            os.rmdir(names.pop(), dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(path)
 
 
 def pid_alive(pid: int) -> bool:

@@ -135,7 +135,12 @@ class RemoteContent:
         if e.type != CHUNKED:
             raise CorruptObject(f"object {file_id} is not file content", file_id)
         out: list[tuple[str, int]] = []
+        checked: dict[tuple[str, int], list[tuple[str, int]]] = {}  # inner manifests checked: a repeated one once
         for cid, n in self._manifest(file_id):
+            sub = checked.get((cid, n))
+            if sub is not None:
+                out.extend(sub)
+                continue
             _, ce = self.entry(cid)
             if ce.type == CHUNKED and cid != file_id:
                 sub = self._manifest(cid)
@@ -145,6 +150,7 @@ class RemoteContent:
                     pe = self.entry(c)[1]
                     if pe.type != BLOB or pe.raw_size != s:
                         raise CorruptObject(f"chunk {c} of chunk manifest {cid} is not a blob of {s} bytes", cid)
+                checked[cid, n] = sub
                 out.extend(sub)
             elif ce.type == BLOB and ce.raw_size == n:
                 out.append((cid, n))

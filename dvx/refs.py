@@ -8,6 +8,7 @@ wait briefly and then fail, never silently overwrite.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -83,6 +84,8 @@ class RefStore:
         except durable.NotRegularFile as exc:
             raise CorruptObject(f"{what} is {exc.kind}, not a regular file") from None
         except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                return None  # a name no file can have: no such ref (`dvx ls LONGWORD` takes it for a pattern)
             raise os_error(exc, f"cannot read {what}") from exc
         if len(data) > _MAX_REF_FILE:
             raise CorruptObject(corrupt)
@@ -106,6 +109,8 @@ class RefStore:
             except (FileNotFoundError, NotADirectoryError):
                 return False
             except OSError as exc:
+                if exc.errno == errno.ENAMETOOLONG:
+                    return False
                 raise os_error(exc, f"cannot read .dvx/{'/'.join(parts[:depth + 1])}") from exc
             if stat.S_ISDIR(st.st_mode):
                 continue

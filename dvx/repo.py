@@ -42,6 +42,7 @@ from .errors import (
     RefExists,
     RepositoryExists,
     RevisionNotFound,
+    StorageError,
     UnknownRevision,
     UnsupportedFormat,
     UsageError,
@@ -311,8 +312,7 @@ class Repo:
 
     def resolve(self, rev: str) -> str:
         """Resolve revision syntax to a commit id: id or unique prefix (>= 4 hex), branch, tag, HEAD, ~N, ^N."""
-        rev = rev.strip()
-        if not rev:
+        if not rev:  # not stripped, as in git: 'main ' is no branch (checkout would detach HEAD at main)
             raise UnknownRevision("empty revision")
         i = 0
         while i < len(rev) and rev[i] not in "~^":
@@ -329,7 +329,8 @@ class Repo:
             while pos < len(ops) and ops[pos] in "0123456789":
                 digits += ops[pos]
                 pos += 1
-            steps.append((op, int(digits) if digits else 1))
+            # A count too long for int() (over 4300 digits) is past any history or parent list anyway.
+            steps.append((op, int(digits) if 0 < len(digits) <= 18 else 10**18 if digits else 1))
         commit = self._resolve_base(base)
         for op, n in steps:
             parents = self.read_commit(commit).parents
@@ -400,6 +401,14 @@ class Repo:
                 if info is not None and info.type == COMMIT:
                     found.add(oid)
         return sorted(found)
+
+    def _try_lock(self) -> bool:
+        """The repository lock if it is free and can be taken: a read-only ``.dvx`` (a shared, read-only
+        mount, or another user's repository) still answers the commands that only read."""
+        try:
+            return self.lock.try_acquire()
+        except StorageError:
+            return False
 
     def _tree_of(self, rev: str | None) -> str | None:
         if rev is None:
@@ -505,7 +514,7 @@ class Repo:
             head_flat = listed
         entries, cache, warnings = self._work_entries(scanned=result, cache=cache)
         d = diff_flat(head_flat, entries, renames=False)
-        if cache.dirty and self.lock.try_acquire():
+        if cache.dirty and self._try_lock():
             # Refresh the cache opportunistically, as git does; never wait for a lock to report status.
             try:
                 cache.save()
@@ -631,17 +640,28 @@ class Repo:
             for p in follow:
                 push(p)
 
-    def log(self, rev: str | None = None, *, limit: int | None = None, paths: list[str] | None = None) -> list[LogEntry]:
+    def log(
+        self,
+        rev: str | None = None,
+        *,
+        limit: int | None = None,
+        paths: list[str] | None = None,
+        followed: dict[str, tuple[str, ...]] | None = None,
+    ) -> list[LogEntry]:
         """History from ``rev`` (default HEAD), newest first; with ``paths``, only commits that changed them,
         simplified as git's default: a merge that kept one parent's version of the paths is followed along that
-        parent only (the other side's history of the paths did not reach the result)."""
+        parent only (the other side's history of the paths did not reach the result).
+
+        ``followed``, if given, receives for each commit the walk went through the parents it went on to: the
+        simplified history a graph of the shown commits is drawn from (:func:`dvx.graph.rewrite_parents`)."""
         start = self.resolve(rev if rev is not None else "HEAD")
         names = self.ref_names()
         norm = [_norm_path(p) for p in paths or []]
         out: list[LogEntry] = []
         if limit is not None and limit <= 0:
             return []
-        walk = self._path_history(start, norm) if norm else ((cid, c, True) for cid, c in self.iter_commits([start]))
+        walk = (self._path_history(start, norm, followed) if norm
+                else ((cid, c, True) for cid, c in self.iter_commits([start])))
         for cid, c, shown in walk:
             if not shown:
                 continue
@@ -650,7 +670,9 @@ class Repo:
                 break
         return out
 
-    def _path_history(self, start: str, paths: list[str]) -> Iterator[tuple[str, Commit, bool]]:
+    def _path_history(
+        self, start: str, paths: list[str], followed: dict[str, tuple[str, ...]] | None = None
+    ) -> Iterator[tuple[str, Commit, bool]]:
         """Commits from ``start`` newest first, each with whether it changed ``paths`` (git's TREESAME rule): a
         commit is shown unless it equals one of its parents on the paths; a merge equal to a parent is walked
         through that parent only."""
@@ -671,7 +693,13 @@ class Repo:
                 return False, (same,)
             return True, c.parents
 
-        return self._walk([start], choose)
+        def recorded(cid: str, c: Commit) -> tuple[bool, Iterable[str]]:
+            shown, follow = choose(cid, c)
+            assert followed is not None
+            followed[cid] = tuple(follow)
+            return shown, follow
+
+        return self._walk([start], choose if followed is None else recorded)
 
     # -- diff, ls, show --------------------------------------------------------------------------------------
 
@@ -685,12 +713,24 @@ class Repo:
         work, _, _ = self._work_entries()
         return diff_flat(old, work)
 
-    def ls(self, rev: str | None = None, patterns: list[str] | None = None) -> list[tuple[str, Entry]]:
-        """Files of ``rev`` (default HEAD) as ``(path, Entry)``, filtered by gitignore-style globs."""
+    def ls(self, rev: str | None = None, patterns: list[str] | None = None, *, under: str = "") -> list[tuple[str, Entry]]:
+        """Files of ``rev`` (default HEAD) as ``(path, Entry)``, filtered by gitignore-style globs.
+
+        With ``under`` (a repository path of a folder), only the files below it, and ``patterns`` match their
+        paths relative to it, as `git ls-tree` run in that folder does; the paths returned stay repository paths.
+        """
         tree = self._tree_of(rev)
         if tree is None:
             raise UnknownRevision("HEAD has no commits yet")
-        return list(worktree.select_paths(self.trees.walk(tree), patterns).items())
+        under = under.strip("/")
+        if not under:
+            return list(worktree.select_paths(self.trees.walk(tree), patterns).items())
+        folder = self.trees.lookup(tree, under)
+        if folder is None or folder.kind != DIR:
+            return []
+        base = under + "/"
+        kept = worktree.select_paths(self.trees.walk(folder.id), patterns)
+        return [(base + p, e) for p, e in kept.items()]
 
     # -- checkout --------------------------------------------------------------------------------------------
 
@@ -711,16 +751,24 @@ class Repo:
             materialized = self.has_worktree
             head_flat = self.trees.flatten(self.read_commit(head_id).tree) if head_id and materialized else {}
             work, cache, _ = self._work_entries()
+            hidden = self._ignored_tracked(head_flat, target_flat, work)
+            if hidden:
+                work = {**work, **hidden}
             writes, deletes, conflicts = plan_checkout(head_flat, target_flat, work, force=force)
             if conflicts:
-                shown = ", ".join(conflicts[:10]) + (f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else "")
-                if force:  # only untracked files can be in the way then: they are in no commit, never deleted
+                # What --force would still refuse: untracked files in the way (they are in no commit, never
+                # deleted). Advise --force only when it would help.
+                untracked = conflicts if force else plan_checkout(head_flat, target_flat, work, force=True)[2]
+                changes = [c for c in conflicts if c not in set(untracked)]
+                if changes:
+                    also = f"; untracked files are in the way too: {_some(untracked)}" if untracked else ""
                     raise DirtyWorkingTree(
-                        f"checkout would overwrite untracked files: {shown} (they are in no commit: move them away "
-                        "or delete them first)"
+                        f"checkout would overwrite uncommitted changes: {_some(changes)} (commit them, or use --force "
+                        f"to discard them){also}"
                     )
                 raise DirtyWorkingTree(
-                    f"checkout would overwrite uncommitted changes: {shown} (commit them, or use --force to discard them)"
+                    f"checkout would overwrite untracked files: {_some(untracked)} (they are in no commit: move them "
+                    "away or delete them first)"
                 )
             self._apply(writes, deletes, work, cache, progress)
             if is_branch:
@@ -883,24 +931,53 @@ class Repo:
             )
         return expendable
 
+    def _ignored_tracked(
+        self, head_flat: dict[str, Entry], target_flat: dict[str, Entry], work: dict[str, Entry]
+    ) -> dict[str, Entry]:
+        """What is on disk at the paths HEAD has, the checkout changes, and the scan did not report because a
+        ``.dvxignore`` now excludes them. They are not untracked files to replace at will: as git keeps
+        tracking an ignored file it tracks, the checkout compares them with HEAD and refuses to overwrite a
+        local edit of one (it used to overwrite it silently)."""
+        root = os.fspath(self.root)
+        out: dict[str, Entry] = {}
+        for path, h in head_flat.items():
+            if path in work:
+                continue
+            t = target_flat.get(path)
+            if t is not None and not differs(h, t):
+                continue
+            parts = path.split("/")
+            try:
+                if not all(stat.S_ISDIR(os.lstat(f"{root}/{'/'.join(parts[:i])}").st_mode) for i in range(1, len(parts))):
+                    continue  # a file or symlink on the way: nothing of HEAD's is there
+                st = os.lstat(f"{root}/{path}")
+                if stat.S_ISREG(st.st_mode):
+                    out[path] = Entry(parts[-1], FILE, worktree.hash_file(self.root / path), st.st_size,
+                                      bool(st.st_mode & 0o100))
+                elif stat.S_ISLNK(st.st_mode):
+                    out[path] = link_entry(parts[-1], os.readlink(f"{root}/{path}"))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                raise os_error(exc, f"cannot read {path}") from exc
+        return out
+
     def _only_expendable(self, folder: str, work: dict[str, Entry], deleted: set[str], blocked: list[str]) -> bool:
         """True if nothing under the on-disk ``folder`` would be lost by removing it; else adds what would be
         to ``blocked``. Ignored folders are not scanned, so whatever is in them is ignored too."""
         ok = True
-        top = os.fspath(self.root / folder)
         try:
-            for dirpath, dirnames, filenames in os.walk(top, onerror=_raise):
-                rel_dir = folder + dirpath[len(top):].replace(os.sep, "/")
-                for name in dirnames + filenames:
-                    rel = f"{rel_dir}/{name}"
+            for rel_dir, entries, subfolders in durable.walk_no_follow(self.root / folder):
+                base = f"{folder}/{rel_dir}" if rel_dir else folder
+                for name, st in entries:
+                    rel = f"{base}/{name}"
                     if name in worktree.ALWAYS_IGNORED:
                         blocked.append(rel)  # someone's repository: never removed on the way
                         ok = False
-                    elif name in filenames or os.path.islink(f"{dirpath}/{name}"):
-                        if rel in work and rel not in deleted or not _plain_kind(os.lstat(f"{dirpath}/{name}")):
-                            blocked.append(rel)
-                            ok = False
-                dirnames[:] = [d for d in dirnames if d not in worktree.ALWAYS_IGNORED]
+                    elif not stat.S_ISDIR(st.st_mode) and (rel in work and rel not in deleted or not _plain_kind(st)):
+                        blocked.append(rel)
+                        ok = False
+                subfolders[:] = [d for d in subfolders if d not in worktree.ALWAYS_IGNORED]
         except OSError as exc:
             raise os_error(exc, f"cannot read {folder}") from exc
         return ok
@@ -946,10 +1023,11 @@ class Repo:
 
     def create_branch(self, name: str, rev: str = "HEAD") -> str:
         check_ref_name(name, "branch")
-        target = self.resolve(rev)
-        if self.refs.get(HEADS + name) is not None:
-            raise RefExists(f"a branch named {name!r} already exists")
-        self.refs.update(HEADS + name, target, None)
+        with self.lock:  # a gc running now would not see the new root: the commit may be unreachable yet
+            target = self.resolve(rev)
+            if self.refs.get(HEADS + name) is not None:
+                raise RefExists(f"a branch named {name!r} already exists")
+            self.refs.update(HEADS + name, target, None)
         return target
 
     def delete_branch(self, name: str, *, force: bool = False) -> str:
@@ -984,10 +1062,11 @@ class Repo:
 
     def create_tag(self, name: str, rev: str = "HEAD") -> str:
         check_ref_name(name, "tag")
-        target = self.resolve(rev)
-        if self.refs.get(TAGS + name) is not None:
-            raise RefExists(f"a tag named {name!r} already exists")
-        self.refs.update(TAGS + name, target, None)
+        with self.lock:  # a gc running now would not see the new root: the commit may be unreachable yet
+            target = self.resolve(rev)
+            if self.refs.get(TAGS + name) is not None:
+                raise RefExists(f"a tag named {name!r} already exists")
+            self.refs.update(TAGS + name, target, None)
         return target
 
     def delete_tag(self, name: str) -> str:
@@ -1278,13 +1357,14 @@ def _check_config(doc: dict[str, Any]) -> None:
             raise BadConfig(f"remote {name!r} in .dvx/config: 'options' must be an object")
 
 
+def _some(paths: list[str], n: int = 10) -> str:
+    """The first ``n`` of ``paths`` for a message, and how many more there are."""
+    return ", ".join(paths[:n]) + (f" and {len(paths) - n} more" if len(paths) > n else "")
+
+
 def _plain_kind(st: os.stat_result) -> bool:
     """A regular file or a symlink: what the scan keeps (anything else but a folder is a special file)."""
     return stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)
-
-
-def _raise(exc: OSError) -> None:
-    raise exc
 
 
 def _neg_time(t: str) -> str:

@@ -21,6 +21,7 @@ Every object received is verified (decoded, hashed) before it enters the local s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -753,27 +754,30 @@ def fetch(
                 if not repo.store.has(oid):
                     wanted.append(oid)
     stats = view.fetch_objects(wanted, progress, objects) if wanted else TransferStats()
-    # A remote ref must name a commit that is now here: else it would become a local ref to nothing, and the
-    # local fsck and gc would fail on it ever after. Checked for every ref before any ref is set.
-    for ref, (value, _) in remote_refs.items():
-        info = repo.store.info(value)
-        if info is None or info.type != COMMIT:
-            what = "that none of its packs holds" if info is None else "that is not a commit"
-            raise RemoteError(
-                f"remote {view.backend.url} is damaged: its ref {ref} names {value[:16]} {what} "
-                f"(no local ref was changed; run 'dvx fsck --remote {remote_name}')"
-            )
-    for ref, (value, _) in remote_refs.items():
-        if ref.startswith(HEADS):
-            tracking = f"{REMOTES}{remote_name}/{ref[len(HEADS):]}"
-            old = repo.refs.get(tracking)
-            if old != value:
-                repo.refs.update(tracking, value, old)
-                stats.refs_updated.append(tracking)
-        elif ref.startswith(TAGS):
-            if repo.refs.get(ref) is None:
-                repo.refs.update(ref, value, None)
-                stats.refs_updated.append(ref)
+    # The refs are checked and set under the repository lock: a commit that was here already, unreachable, was
+    # not fetched again, and a gc running meanwhile would delete it under the new ref.
+    with repo.lock:
+        # A remote ref must name a commit that is here: else it would become a local ref to nothing, and the
+        # local fsck and gc would fail on it ever after. Checked for every ref before any ref is set.
+        for ref, (value, _) in remote_refs.items():
+            info = repo.store.info(value)
+            if info is None or info.type != COMMIT:
+                what = "that none of its packs holds" if info is None else "that is not a commit"
+                raise RemoteError(
+                    f"remote {view.backend.url} is damaged: its ref {ref} names {value[:16]} {what} "
+                    f"(no local ref was changed; run 'dvx fsck --remote {remote_name}')"
+                )
+        for ref, (value, _) in remote_refs.items():
+            if ref.startswith(HEADS):
+                tracking = f"{REMOTES}{remote_name}/{ref[len(HEADS):]}"
+                old = repo.refs.get(tracking)
+                if old != value:
+                    repo.refs.update(tracking, value, old)
+                    stats.refs_updated.append(tracking)
+            elif ref.startswith(TAGS):
+                if repo.refs.get(ref) is None:
+                    repo.refs.update(ref, value, None)
+                    stats.refs_updated.append(ref)
     stats.warnings.extend(f"ignored remote ref {k!r}: not a valid branch or tag name" for k in view.ignored_refs)
     stats.requests = view.backend.request_count - start_requests
     return stats
@@ -1002,23 +1006,17 @@ def clone(
 def _discard_failed_clone(dest: Path, created: bool) -> None:
     """Remove what a failed clone made, so that no empty or partial repository is left looking valid (git does
     the same): the folder if the clone created it, else everything in it (it was empty before the clone)."""
-    import shutil
-
     if created:
-        shutil.rmtree(dest, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            durable.remove_tree(dest)
         return
     try:
         children = list(dest.iterdir())
     except OSError:
         return
     for child in children:
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            try:
-                child.unlink()
-            except OSError:
-                pass
+        with contextlib.suppress(OSError):
+            durable.remove_tree(child)
 
 
 def _materialize_all(repo: Repo, target: dict[str, Any], progress: Progress | None) -> None:

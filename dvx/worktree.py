@@ -19,7 +19,6 @@ import json
 import mmap
 import os
 import re
-import shutil
 import stat
 import struct
 import time
@@ -103,35 +102,97 @@ class ScanResult:
         return self._files
 
 
-def load_ignore(folder: Path | str, rel_dir: str = "") -> Any:
-    """The ``.dvxignore`` of ``folder`` as a ``pathspec.GitIgnoreSpec``, or None when there is none.
+class IgnoreRules:
+    """One ``.dvxignore``: its patterns (gitignore syntax, compiled by pathspec) applied as git applies them
+    while it walks a tree, to each path itself: the last pattern matching the file or folder decides.
+
+    ``GitIgnoreSpec.check_file`` answers a different question, whether a file is excluded through any folder
+    above it, and ranks a pattern matching the file above one matching a folder. Asked about a folder
+    (``sub/``), it lets ``*`` beat a later ``!*/``, and ``foo/**`` exclude ``foo`` itself, so the scan pruned
+    folders git enters (``* !*/ !*.log`` kept no ``.log`` below the top). Here:
+
+    - a pattern counts for a path when its regex matches without pathspec's folder mark (``ps_d``): a match
+      through a parent folder is not about this path, and the scan, which never enters an excluded folder,
+      has decided that already;
+    - a folder-only pattern (``foo/``) is tried on folders alone, compiled without its slash: that also gives
+      ``foo/**/`` git's meaning (folders below ``foo``), where pathspec reads it as ``foo/``.
+    """
+
+    __slots__ = ("_rules",)
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        import pathspec  # only repositories with a .dvxignore pay for importing it
+
+        def compiled(line: str) -> Any:
+            patterns = pathspec.GitIgnoreSpec.from_lines([line]).patterns
+            return patterns[0] if patterns and patterns[0].include is not None else None
+
+        # (include, regex, for folders only), last first: the first that counts decides.
+        rules: list[tuple[bool, Any, bool]] = []
+        for line in lines:
+            pattern = compiled(line)
+            if pattern is None:
+                continue
+            body = line
+            while body.endswith(" ") and not body.endswith("\\ "):
+                body = body[:-1]  # git drops trailing spaces not escaped with a backslash
+            folder_only = body.endswith("/") and body.strip("/!") != ""
+            if folder_only:
+                pattern = compiled(body[:-1]) or pattern
+            rules.append((bool(pattern.include), pattern.regex, folder_only))
+        rules.reverse()
+        self._rules = rules
+
+    def decide(self, path: str) -> bool | None:
+        """True if the last pattern matching ``path`` (a folder ends with ``/``) excludes it, False if it is a
+        ``!`` one, None if none matches."""
+        is_dir = path.endswith("/")
+        if is_dir:
+            path = path[:-1]
+        for include, regex, folder_only in self._rules:
+            if folder_only and not is_dir:
+                continue
+            m = regex.search(path)
+            if m is not None and m.groupdict().get("ps_d") is None:
+                return include
+        return None
+
+
+def load_ignore(folder: Path | str, rel_dir: str = "") -> IgnoreRules | None:
+    """The ``.dvxignore`` of ``folder``, or None when there is none. A UTF-8 byte-order mark is skipped, as
+    git does.
 
     ``rel_dir`` (the folder's path in the working tree, ``/``-terminated) only names the file in errors.
     """
     path = os.path.join(folder, IGNORE_FILE)
     try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
+        with open(path, encoding="utf-8-sig") as fh:
+            lines = _ignore_lines(fh.read())
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise BadPath(f"cannot read {rel_dir}{IGNORE_FILE}: {exc}") from exc
-    import pathspec  # only repositories with a .dvxignore pay for importing it
-
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+    return IgnoreRules(lines)
 
 
-Ignores = tuple[tuple[str, Any], ...]
-"""The ``.dvxignore`` files that apply in a folder: ``(folder path, spec)`` from the root down."""
+def _ignore_lines(text: str) -> list[str]:
+    """An ignore file's lines as git reads them: split at LF, a CR before it dropped (not at every character
+    ``str.splitlines`` breaks at)."""
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
+Ignores = tuple[tuple[str, IgnoreRules], ...]
+"""The ``.dvxignore`` files that apply in a folder: ``(folder path, rules)`` from the root down."""
 
 
 def _ignored(ignores: Ignores, rel: str) -> bool:
-    """git's rule: the deepest ``.dvxignore`` with a pattern matching ``rel`` decides (its last matching
-    pattern: an exclusion, or a ``!`` re-inclusion); patterns are relative to the folder holding the file."""
-    for prefix, spec in reversed(ignores):
-        result = spec.check_file(rel[len(prefix) :])
-        if result.include is not None:
-            return bool(result.include)
+    """git's rule: the deepest ``.dvxignore`` with a pattern matching ``rel`` (a folder ends with ``/``)
+    decides (its last matching pattern: an exclusion, or a ``!`` re-inclusion); patterns are relative to the
+    folder holding the file."""
+    for prefix, rules in reversed(ignores):
+        decided = rules.decide(rel[len(prefix) :])
+        if decided is not None:
+            return decided
     return False
 
 
@@ -139,14 +200,12 @@ def ignored_in_tree(flat: Mapping[str, Entry], read: Callable[[str], bytes]) -> 
     """The paths of a flat tree that its own ``.dvxignore`` files exclude, by the rules of :func:`scan` (a
     folder's file applies below it, an excluded folder excludes all it holds); ``read`` gives a blob's bytes.
     A commit never holds such a path; a merge of two sides (one adding a file, the other a rule) can."""
-    specs: dict[str, Any] = {}
+    specs: dict[str, IgnoreRules] = {}
     for path, e in flat.items():
         folder, _, name = path.rpartition("/")
         if name == IGNORE_FILE and e.kind == FILE:
-            import pathspec
-
-            lines = read(e.id).decode("utf-8", "replace").splitlines()
-            specs[folder + "/" if folder else ""] = pathspec.GitIgnoreSpec.from_lines(lines)
+            lines = _ignore_lines(read(e.id).decode("utf-8-sig", "replace"))
+            specs[folder + "/" if folder else ""] = IgnoreRules(lines)
     if not specs:
         return []
     out = []
@@ -973,7 +1032,7 @@ def remove_untracked(root: Path, rel: str) -> None:
     try:
         st = os.lstat(path)
         if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(path)
+            durable.remove_tree(path)
         else:
             os.unlink(path)
     except FileNotFoundError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,12 +20,44 @@ def err(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
+_SPECIAL = re.compile(r'[\x00-\x1f\x7f"\\]')
+_ESCAPES = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r",
+            '"': '\\"', "\\": "\\\\"}
+
+
+def quote_path(path: str, *, arrow: bool = False) -> str:
+    """A path as git's text output shows it (``core.quotePath=false``): as it is, or, if it holds a control
+    character, ``"`` or ``\\``, in double quotes with C escapes (``"a\\nb"``), so that one name is one line.
+    ``arrow``: also quote a name holding `` -> `` (in a rename line, ``a -> b -> c`` would be ambiguous)."""
+    if not _SPECIAL.search(path) and not (arrow and " -> " in path):
+        return path
+    return '"' + _SPECIAL.sub(lambda m: _ESCAPES.get(m.group(), f"\\{ord(m.group()):03o}"), path) + '"'
+
+
+def one_line(text: str) -> str:
+    """An error message on one line: control characters (from a file name, a ref, a message) escaped."""
+    return _SPECIAL.sub(lambda m: m.group() if m.group() in '"\\' else _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
+def _utf8(stream: Any) -> bool:
+    return str(getattr(stream, "encoding", "") or "").lower().replace("-", "").replace("_", "") == "utf8"
+
+
+def plain_output() -> None:
+    """Make output that the terminal's encoding cannot hold printable: a name or message with ``é`` under
+    ``LC_ALL=C PYTHONUTF8=0`` (or ``PYTHONIOENCODING=ascii``) is written with backslash escapes, not a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        if not _utf8(stream) and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def print_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    # JSON escapes (\u00e9) where stdout cannot hold UTF-8, so the document stays valid and exact.
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=not _utf8(sys.stdout)) + "\n")
 
 
 def color() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
 def paint(text: str, code: str) -> str:

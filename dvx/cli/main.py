@@ -34,7 +34,19 @@ app = typer.Typer(
 )
 
 
-from .common import color, err, human, open_repo, out, paint, print_json, progress_bar  # noqa: E402,F401
+from .common import (  # noqa: E402,F401
+    color,
+    err,
+    human,
+    one_line,
+    open_repo,
+    out,
+    paint,
+    plain_output,
+    print_json,
+    progress_bar,
+    quote_path,
+)
 
 # --- commands ---------------------------------------------------------------------------------------------
 
@@ -74,7 +86,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     shown = _from_here(repo)
     for label, paths, code in (("added", st.added, "32"), ("modified", st.modified, "33"), ("deleted", st.deleted, "31")):
         for p in paths:
-            out(paint(f"  {label + ':':<10} {shown(p)}", code))
+            out(paint(f"  {label + ':':<10} {quote_path(shown(p))}", code))
 
 
 def _from_here(repo: Any) -> Any:
@@ -114,7 +126,7 @@ def commit(
 def clean_message(message: str) -> str:
     """git's cleanup of a message given with ``-m``: trailing spaces and leading and trailing blank lines go,
     runs of blank lines become one."""
-    lines = [line.rstrip() for line in message.splitlines()]
+    lines = [line.rstrip() for line in message.split("\n")]  # not splitlines: \f, \r or U+2028 stay as they are
     out: list[str] = []
     for line in lines:
         if line or (out and out[-1]):
@@ -173,7 +185,8 @@ def log(
         rev, path_list = (before[0] if before else None), after
     else:
         rev, path_list = (positional[0] if positional else None), positional[1:]
-    entries = repo.log(rev, limit=n, paths=[_repo_path(repo, p) for p in path_list])
+    followed: dict[str, tuple[str, ...]] = {}
+    entries = repo.log(rev, limit=n, paths=[_repo_path(repo, p) for p in path_list], followed=followed)
     if as_json:
         print_json([e.to_json() for e in entries])
         return
@@ -181,8 +194,11 @@ def log(
         from ..graph import render_graph, rewrite_parents
 
         nodes = [(e.id, list(e.commit.parents)) for e in entries]
-        if path_list:  # as git: hidden parents are replaced by the shown commits they lead to
-            nodes = rewrite_parents(nodes, lambda c: repo.read_commit(c).parents)
+        if path_list:  # as git: hidden parents are replaced by the shown commits they lead to, along the
+            # simplified history (a merge that kept one side's version of the paths leads to that side only)
+            nodes = rewrite_parents(
+                nodes, lambda c: followed[c] if c in followed else repo.read_commit(c).parents
+            )
         texts = {e.id: _log_line(e) for e in entries}
         for line in render_graph(nodes, texts):
             out(line)
@@ -245,14 +261,14 @@ def _print_diff(d: Any, stat: bool) -> None:
             if ch.status == "renamed":
                 changed = (ch.old.kind, ch.old.executable) != (ch.new.kind, ch.new.executable)
                 what = f"  ({_what_changed(ch.old, ch.new)})" if changed else ""
-                out(paint(f"R  {ch.old_path} -> {ch.path}{what}", "36"))
+                out(paint(f"R  {quote_path(ch.old_path, arrow=True)} -> {quote_path(ch.path, arrow=True)}{what}", "36"))
             elif ch.status == "added":
-                out(paint(f"A  {ch.path}  ({human(ch.new.size)})", "32"))
+                out(paint(f"A  {quote_path(ch.path)}  ({human(ch.new.size)})", "32"))
             elif ch.status == "deleted":
-                out(paint(f"D  {ch.path}", "31"))
+                out(paint(f"D  {quote_path(ch.path)}", "31"))
             else:
                 what = _what_changed(ch.old, ch.new)
-                out(paint(f"M  {ch.path}  ({what})", "33"))
+                out(paint(f"M  {quote_path(ch.path)}  ({what})", "33"))
     s = d.stats()
     out(
         f"{s['added']} added (+{human(s['bytes_added'])}), {s['deleted']} deleted (-{human(s['bytes_deleted'])}), "
@@ -268,7 +284,7 @@ def _what_changed(old: Any, new: Any) -> str:
     if old.id == new.id and old.executable != new.executable:
         return "mode " + ("+x" if new.executable else "-x")
     if old.kind == "l":
-        return f"link {old.target} -> {new.target}"
+        return f"link {quote_path(old.target or '', arrow=True)} -> {quote_path(new.target or '', arrow=True)}"
     return f"{human(old.size)} -> {human(new.size)}"
 
 
@@ -292,12 +308,16 @@ def diff(
 def ls_cmd(
     rev: str | None = typer.Argument(None, help="Revision (default HEAD)."),
     patterns: list[str] = typer.Argument(None, help="Glob filters (gitignore syntax).", show_default=False),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    full_tree: bool = typer.Option(False, "--full-tree", help="From a subfolder, list the whole repository."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (repository paths)."),
 ) -> None:
-    """List the files of a revision with size and content hash (BLAKE3)."""
-    from ..worktree import select_paths
+    """List the files of a revision with size and content hash (BLAKE3).
 
+    From a subfolder, as git ls-tree: only the files below it, matched and shown relative to it."""
     repo = open_repo()
+    here = "" if full_tree else os.path.relpath(os.getcwd(), repo.root).replace(os.sep, "/")
+    if here == "." or here.startswith(".."):
+        here = ""
     pats = list(patterns or [])
     guessed = None
     if rev is not None:
@@ -308,11 +328,11 @@ def ls_cmd(
             # ambiguous prefix, HEAD~N past the first commit, a damaged ref) is reported as it is.
             guessed, rev = rev, None
             pats.insert(0, guessed)
-    items = repo.ls(rev, pats)
+    items = repo.ls(rev, pats, under=here)
     # A glob that matches nothing lists nothing; a plain word that is neither a revision nor a path is a
     # mistyped name (git: "unknown revision or path not in the working tree").
     if (guessed is not None and not any(c in guessed for c in "*?[")
-            and not (items if len(pats) == 1 else select_paths(items, [guessed]))):
+            and not (items if len(pats) == 1 else repo.ls(None, [guessed], under=here))):
         raise RevisionNotFound(f"unknown revision or path {guessed!r} (no branch, tag or commit has that name, "
                                "and no path of HEAD matches it)")
     if as_json:
@@ -322,10 +342,11 @@ def ls_cmd(
             for p, e in items
         ])
         return
+    cut = len(here) + 1 if here else 0
     for p, e in items:
-        suffix = f" -> {e.target}" if e.kind == "l" else ""
+        suffix = f" -> {quote_path(e.target or '', arrow=True)}" if e.kind == "l" else ""
         flag = "x" if e.executable else ("l" if e.kind == "l" else "-")
-        out(f"{flag} {e.size:>12}  {e.id}  {p}{suffix}")
+        out(f"{flag} {e.size:>12}  {e.id}  {quote_path(p[cut:], arrow=e.kind == 'l')}{suffix}")
 
 
 @app.command()
@@ -494,10 +515,11 @@ def run() -> None:
 
     if signal.getsignal(signal.SIGINT) is _interrupted_while_loading:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, KeyboardInterrupt unwinds cleanly
+    plain_output()
     try:
         rc = app(standalone_mode=False)
     except DvxError as exc:
-        err(f"dvx: error: {exc}")
+        err(f"dvx: error: {one_line(str(exc))}")
         sys.exit(exc.exit_code)
     except click_exc.ClickException as exc:
         msg = " ".join(exc.format_message().split())
@@ -512,7 +534,7 @@ def run() -> None:
         sys.exit(0)
     except OSError as exc:
         e = os_error(exc, "operation failed")
-        err(f"dvx: error: {e}")
+        err(f"dvx: error: {one_line(str(e))}")
         sys.exit(e.exit_code)
     if rc == 130:  # typer turns KeyboardInterrupt into exit code 130, silently
         err("dvx: interrupted")

@@ -9,6 +9,7 @@ reference it.
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,7 +80,7 @@ def _check_roots(store: ObjectStore, live: set[str]) -> None:
     """Fail closed, before anything is deleted: read every ref and HEAD again (``.dvx`` is the parent of the
     objects folder) and refuse unless each one can be read and its commit is in ``live``. A ref that cannot be
     read raises (corrupt, not absent: docs/format.md §11.1, §16); one that is not in ``live`` was moved
-    after the live set was computed (a fetch writes tracking refs without the repository lock)."""
+    after the live set was computed (by a writer that ignores the repository lock: an older dvx)."""
     refs = RefStore(store.dir.parent)
     roots = [value for _, value in refs.all_refs()]
     _, head = refs.head()
@@ -141,9 +142,34 @@ def _clean_tmp(store: ObjectStore, cutoff: float) -> None:
             leftovers.extend(f for f in d.iterdir() if f.name.startswith(".") and f.name.endswith(".tmp"))
     if store.pack_dir.is_dir():
         leftovers.extend(p for p in store.pack_dir.glob("*.pack") if not p.with_suffix(".idx").exists())
+    refs = store.dir.parent / "refs"
+    if refs.is_dir() and not refs.is_symlink():
+        # A ref's new value goes to ``.NAME.PID.new`` before its rename: one whose process is gone is dead.
+        for folder, entries, _ in durable.walk_no_follow(refs):
+            for name, st in entries:
+                m = _REF_TEMP.fullmatch(name)
+                if m and st.st_mtime < cutoff and not durable.pid_alive(int(m.group(1))):
+                    leftovers.append(refs / folder / name)
     for f in leftovers:
-        if _old(f, cutoff):
-            try:
+        try:
+            if f.is_dir() and not f.is_symlink():
+                # A staging folder (``checkout-*``) of a checkout or merge killed mid-way: gone once nothing in
+                # it has changed for the grace period (gc holds the repository lock, which they hold too).
+                if _newest(f) < cutoff:
+                    durable.remove_tree(f)
+            elif _old(f, cutoff):
                 f.unlink()
-            except (FileNotFoundError, IsADirectoryError):
-                pass
+        except FileNotFoundError:
+            pass
+
+
+_REF_TEMP = re.compile(r"\..+\.([0-9]{1,10})\.new")
+
+
+def _newest(folder: Path) -> float:
+    """The latest modification time of ``folder`` and anything in it."""
+    newest = folder.lstat().st_mtime
+    for _, entries, _ in durable.walk_no_follow(folder):
+        for _, st in entries:
+            newest = max(newest, st.st_mtime)
+    return newest

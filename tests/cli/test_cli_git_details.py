@@ -97,3 +97,23 @@ def test_a_negated_pattern_after_a_glob_leaves_the_path_out(repo: Repo, write_fi
     assert [p for p, _ in repo.ls(None, ["*.txt", "!sub/new.txt"])] == ["a.txt", "sub/s.txt"]
     assert [p for p, _ in repo.ls(None, ["data/*.csv"])] == ["data/deep/y.csv"]  # a plain glob, as before
     assert [p for p, _ in repo.ls(None, ["sub/", "!sub/new.txt"])] == ["sub/s.txt"]
+
+
+def test_ls_from_a_subfolder_lists_it_alone_as_git_ls_tree(repo: Repo, write_files, run_dvx) -> None:
+    write_files(repo.root, {"a/x.txt": "1", "a/b/y.txt": "2", "a/b/z.csv": "3", "c/x.txt": "4", "top.txt": "5"})
+    repo.commit("c1")
+
+    def names(args: list[str], where: Path) -> list[str]:
+        return [line.split()[-1] for line in run_dvx(["ls", *args], where, check=True).stdout.splitlines()]
+
+    assert names([], repo.root / "a") == ["b/y.txt", "b/z.csv", "x.txt"]
+    assert names(["*.txt"], repo.root / "a") == ["b/y.txt", "x.txt"]
+    assert names(["/x.txt"], repo.root / "a") == ["x.txt"]  # anchored at the subfolder
+    assert names(["HEAD", "b/"], repo.root / "a") == ["b/y.txt", "b/z.csv"]
+    assert len(names(["--full-tree"], repo.root / "a")) == 5
+    doc = __import__("json").loads(run_dvx(["ls", "--json"], repo.root / "a" / "b", check=True).stdout)
+    assert [d["path"] for d in doc] == ["a/b/y.txt", "a/b/z.csv"]  # --json: repository paths
+    r = run_dvx(["ls", "top.txt"], repo.root / "a", check=False)  # not below the subfolder
+    assert r.returncode != 0 and "unknown revision or path" in r.stderr
+    (repo.root / "new").mkdir()
+    assert names([], repo.root / "new") == []  # a folder HEAD does not have

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from dvx.cache import Cache
+from dvx.durable import remove_tree
 from dvx.errors import CorruptObject
 from dvx.ids import hash_bytes
 from dvx.model import Commit
@@ -63,30 +64,8 @@ def _read_deep(root: Path, name: str) -> bytes:
 
 
 def _remove_deep(root: Path) -> None:
-    """``rm -r root`` one level at a time: shutil.rmtree (Python 3.11) recurses once per level, so pytest could not
-    remove these folders. Works through chdir (one descriptor, no path longer than a name)."""
-    if not root.exists():
-        return
-    cwd = os.getcwd()
-    names: list[str] = []
-    try:
-        os.chdir(root)
-        while True:
-            entries = list(os.scandir("."))
-            sub = next((e.name for e in entries if e.is_dir(follow_symlinks=False)), None)
-            if sub is not None:
-                os.chdir(sub)
-                names.append(sub)
-                continue
-            for e in entries:
-                os.unlink(e.name)
-            if not names:
-                break
-            os.chdir("..")
-            os.rmdir(names.pop())
-    finally:
-        os.chdir(cwd)
-    os.rmdir(root)
+    """``rm -r root``: shutil.rmtree (Python 3.11) recurses once per level, so pytest could not remove these."""
+    remove_tree(root)
 
 
 @pytest.fixture
@@ -198,3 +177,45 @@ def test_a_merge_of_a_deep_tree_runs_on_a_deep_stack(deep: tuple[Repo, str, str]
     assert _read_deep(repo.root, "deep.txt") == b"deeper" and (repo.root / "side.txt").read_bytes() == b"side"
     assert repo.status().to_json() == {"added": [], "modified": [], "deleted": []}
     assert repo.fsck().ok
+
+
+def test_checkout_clears_an_ignored_folder_deeper_than_the_recursion_limit(repo: Repo, tmp_path: Path) -> None:
+    (repo.root / ".dvxignore").write_text("scratch/\n")
+    (repo.root / "x").write_text("file")
+    with_x = repo.commit("x is a file")
+    (repo.root / "x").unlink()
+    without = repo.commit("no x")
+    (repo.root / "x").mkdir()
+    (repo.root / ".dvxignore").write_text("scratch/\nx/\n")  # x/ ignored, 1200 levels of it
+    outside = tmp_path / "outside"
+    outside.write_text("keep")
+    fd = _descend(repo.root / "x", DEPTH, create=True)
+    try:
+        os.symlink(outside, "link", dir_fd=fd)  # removed as a link, never followed
+    finally:
+        os.close(fd)
+    repo.checkout(with_x, force=True)  # .dvxignore differs: --force; the ignored folder x/ is in the way of x
+    assert (repo.root / "x").read_text() == "file" and outside.read_text() == "keep"
+    assert repo.status().to_json() == {"added": [], "modified": [], "deleted": []}
+    assert without != with_x
+
+
+def test_remove_tree_at_any_depth_follows_no_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    (target / "sub").mkdir(parents=True)
+    (target / "sub" / "f").write_text("kept")
+    root = tmp_path / "deep"
+    root.mkdir()
+    fd = _descend(root, DEPTH, create=True)
+    try:
+        os.symlink(target, "to-target", dir_fd=fd)
+        os.close(os.open("file", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    os.symlink(target / "sub", root / "top-link")
+    remove_tree(root)
+    assert not root.exists() and (target / "sub" / "f").read_text() == "kept"
+    remove_tree(root)  # nothing there: fine
+    (tmp_path / "plain").write_text("x")
+    remove_tree(tmp_path / "plain")
+    assert not (tmp_path / "plain").exists()
