@@ -924,6 +924,7 @@ def merge(
                     cache.save()
                 except DvxError:
                     pass  # the stat cache is only a hint
+            repo.tidy_packs()
             return result
 
         if head_id is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -114,6 +114,65 @@ def encode_tree(entries: list[Entry]) -> list[tuple[str, bytes]]:
     out: list[tuple[str, bytes]] = []
     _encode_node(ordered, 0, out)
     return out
+
+
+def patch_tree(
+    read_node: Callable[[str], TreeNode],
+    node_id: str,
+    changes: Mapping[str, Entry | None],
+    out: list[tuple[str, bytes]],
+    depth: int = 0,
+) -> tuple[str, int, int]:
+    """Encode a directory given as an existing node plus ``changes`` (name → new entry, None: removed): the
+    same ``(id, count, size)`` and nodes as :func:`encode_tree` of the changed listing, but only the buckets
+    holding changed names are read and re-encoded. New nodes are appended to ``out``, the top one last; a
+    directory with fewer than :data:`MAX_LEAF_ENTRIES` entries left becomes one leaf, as encode_tree makes it."""
+    node = read_node(node_id)
+    if node.entries is not None:
+        current = {e.name: e for e in node.entries}
+        for name, e in changes.items():
+            if e is None:
+                current.pop(name, None)
+            else:
+                current[name] = e
+        return _encode_node(sorted(current.values(), key=lambda e: e.name), depth, out)
+    if node.depth != depth:
+        raise CorruptObject(f"tree {node_id} is a bucket node at depth {node.depth}, not {depth}", node_id)
+    groups: dict[int, dict[str, Entry | None]] = {}
+    for name, e in changes.items():
+        groups.setdefault(_bucket_of(name, depth), {})[name] = e
+    rows = {b: (sub, count, size) for b, sub, count, size in node.buckets}
+    for b, group in groups.items():
+        if b in rows:
+            row = patch_tree(read_node, rows[b][0], group, out, depth + 1)
+        else:
+            added = sorted((e for e in group.values() if e is not None), key=lambda e: e.name)
+            if not added:
+                continue
+            row = _encode_node(added, depth + 1, out)
+        if row[1]:
+            rows[b] = row
+        else:
+            rows.pop(b, None)
+    if sum(count for _, count, _ in rows.values()) <= MAX_LEAF_ENTRIES:
+        entries: list[Entry] = []
+        for b in sorted(rows):
+            entries.extend(_node_entries(read_node, rows[b][0], out))
+        return _encode_node(sorted(entries, key=lambda e: e.name), depth, out)
+    order = sorted(rows)
+    data = _dumps({"v": TREE_VERSION, "depth": depth, "buckets": [[b, *rows[b]] for b in order]})
+    node_id = hash_bytes(data)
+    out.append((node_id, data))
+    return node_id, sum(rows[b][1] for b in order), sum(rows[b][2] for b in order)
+
+
+def _node_entries(read_node: Callable[[str], TreeNode], node_id: str, new: list[tuple[str, bytes]]) -> list[Entry]:
+    """All entries under a (bucket) node, which may be one just encoded into ``new`` and not stored yet."""
+    data = next((d for i, d in new if i == node_id), None)
+    node = decode_tree(data, node_id) if data is not None else read_node(node_id)
+    if node.entries is not None:
+        return list(node.entries)
+    return [e for _, sub, _, _ in node.buckets for e in _node_entries(read_node, sub, new)]
 
 
 def _encode_node(ordered: list[Entry], depth: int, out: list[tuple[str, bytes]]) -> tuple[str, int, int]:

@@ -556,7 +556,10 @@ class Repo:
                 if warn is not None:
                     for w in warnings:
                         warn(w)
-                tree_id = build(writer, entries)
+                # On HEAD's tree, when the stat cache holds its listing: only the changed folders are encoded.
+                listing = cache.head_entries(head_id) if head_tree is not None else None
+                base = (self.trees, head_tree, listing) if head_tree is not None and listing is not None else None
+                tree_id = build(writer, entries, base)
                 if not allow_empty:
                     if head_tree is not None and tree_id == head_tree:
                         raise NothingToCommit("nothing to commit, working tree clean (use --allow-empty to commit anyway)")
@@ -580,7 +583,19 @@ class Repo:
                 cache.save()
             except DvxError:
                 pass  # the cache is a hint; the commit is already safe
+            self.tidy_packs()
             return commit_id
+
+    def tidy_packs(self) -> None:
+        """Merge small packs once too many have piled up (:func:`dvx.store.gc.consolidate`). Best effort: the
+        operation that wrote them is complete already, and a later one tries again."""
+        from .store.gc import consolidate
+
+        with self.lock:
+            try:
+                consolidate(self.store)
+            except DvxError:
+                pass
 
     def _advance_head(self, branch_ref: str | None, expected: str | None, new: str) -> None:
         if branch_ref is not None:
@@ -707,7 +722,7 @@ class Repo:
         """``diff()``: working tree vs HEAD; ``diff(A)``: working tree vs A; ``diff(A, B)``: A vs B."""
         if rev_b is not None:
             assert rev_a is not None
-            return diff_flat(self.trees.flatten(self._tree_of(rev_a)), self.trees.flatten(self._tree_of(rev_b)))
+            return diff_flat(*self.trees.differing(self._tree_of(rev_a), self._tree_of(rev_b)))
         old = self.trees.flatten(self._tree_of(rev_a)) if rev_a is not None else self.trees.flatten(self._tree_of(None))
         self._require_worktree("compare with the working tree")
         work, _, _ = self._work_entries()

@@ -778,6 +778,7 @@ def fetch(
                 if repo.refs.get(ref) is None:
                     repo.refs.update(ref, value, None)
                     stats.refs_updated.append(ref)
+        repo.tidy_packs()
     stats.warnings.extend(f"ignored remote ref {k!r}: not a valid branch or tag name" for k in view.ignored_refs)
     stats.requests = view.backend.request_count - start_requests
     return stats

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 
+import blake3
+
 from .errors import CorruptObject
-from .model import DIR, Entry, TreeNode, decode_tree, encode_tree
+from .model import DIR, Entry, TreeNode, decode_tree, encode_tree, patch_tree
 from .store import TREE, ObjectStore, StoreWriter
 
 EMPTY_TREE_ENTRIES: list[Entry] = []
@@ -67,10 +69,74 @@ class TreeReader:
             else:
                 stack.pop()
 
+    def differing(self, old: str | None, new: str | None) -> tuple[dict[str, Entry], dict[str, Entry]]:
+        """The files of trees ``old`` and ``new``, each restricted to the paths where the two differ (kind,
+        content or exec bit): what a diff of two commits needs, read at the cost of the changes. Equal
+        subtrees and equal buckets of a big directory (same id) are skipped unread. Iterative, as :meth:`walk`.
+        """
+        a_out: dict[str, Entry] = {}
+        b_out: dict[str, Entry] = {}
+        # (old node, new node, path prefix, the depth their bucket nodes must have, or None at a directory's top)
+        stack: list[tuple[str | None, str | None, str, int | None]] = [(old, new, "", None)]
+        while stack:
+            x, y, prefix, depth = stack.pop()
+            if x == y:
+                continue
+            xn = self.node(x) if x is not None else None
+            yn = self.node(y) if y is not None else None
+            if (xn is not None and yn is not None and xn.entries is None and yn.entries is None
+                    and xn.depth == yn.depth and 0 <= xn.depth < DIGEST_BYTES - 1
+                    and (depth is None or xn.depth == depth)):
+                xb = {b: sub for b, sub, _, _ in xn.buckets}
+                yb = {b: sub for b, sub, _, _ in yn.buckets}
+                for b in xb.keys() | yb.keys():
+                    stack.append((xb.get(b), yb.get(b), prefix, xn.depth + 1))
+                continue
+            xd = {e.name: e for e in self.read_dir(x)} if x is not None else {}
+            yd = {e.name: e for e in self.read_dir(y)} if y is not None else {}
+            for name in xd.keys() | yd.keys():
+                ex, ey = xd.get(name), yd.get(name)
+                if ex is not None and ey is not None and ex.kind == ey.kind and ex.id == ey.id \
+                        and ex.executable == ey.executable:
+                    continue
+                path = prefix + name
+                if ex is not None and ey is not None and ex.kind == DIR and ey.kind == DIR:
+                    stack.append((ex.id, ey.id, path + "/", None))
+                    continue
+                for e, out in ((ex, a_out), (ey, b_out)):
+                    if e is None:
+                        continue
+                    if e.kind == DIR:
+                        out.update(self.walk(e.id, path + "/"))
+                    else:
+                        out[path] = e
+        return a_out, b_out
+
     def flatten(self, tree_id: str | None) -> dict[str, Entry]:
         if tree_id is None:
             return {}
         return dict(self.walk(tree_id))
+
+    def entry_in(self, tree_id: str, name: str) -> Entry | None:
+        """The entry ``name`` of one directory, or None: through a bucket node, only down the one bucket the
+        name's hash selects (docs/format.md §9.4), so a lookup in a million-entry folder reads a few nodes, not
+        the folder."""
+        node = self.node(tree_id)
+        digest: bytes | None = None
+        while node.entries is None:
+            if not 0 <= node.depth < DIGEST_BYTES:
+                raise CorruptObject(f"tree {tree_id} is a bucket node at depth {node.depth}", tree_id)
+            if digest is None:
+                digest = blake3.blake3(name.encode("utf-8", "surrogateescape")).digest()
+            want = digest[node.depth]
+            sub_id = next((sub for b, sub, _, _ in node.buckets if b == want), None)
+            if sub_id is None:
+                return None
+            sub = self.node(sub_id)
+            if sub.depth != node.depth + 1 and not sub.is_leaf:
+                raise CorruptObject(f"tree {tree_id} has a bucket at the wrong depth", tree_id)
+            node, tree_id = sub, sub_id
+        return next((e for e in node.entries if e.name == name), None)
 
     def lookup(self, tree_id: str, path: str) -> Entry | None:
         """The entry at ``path`` (a file, link or directory), or None."""
@@ -78,7 +144,7 @@ class TreeReader:
         current = tree_id
         entry: Entry | None = None
         for i, name in enumerate(parts):
-            entry = next((e for e in self.read_dir(current) if e.name == name), None)
+            entry = self.entry_in(current, name)
             if entry is None:
                 return None
             if i < len(parts) - 1:
@@ -88,11 +154,21 @@ class TreeReader:
         return entry
 
 
-def build(writer: StoreWriter, files: Mapping[str, Entry]) -> str:
+def build(
+    writer: StoreWriter,
+    files: Mapping[str, Entry],
+    base: tuple[TreeReader, str, Mapping[str, Entry]] | None = None,
+) -> str:
     """Write the trees for a flat ``{path: Entry}`` listing (entries named by their last component).
 
-    Returns the root tree id. Only tree objects missing from the store are written.
+    Returns the root tree id. Only tree objects missing from the store are written. With ``base`` (a reader,
+    a tree id and that tree's exact flat listing: HEAD's, from the stat cache), only the directories on the
+    paths that differ from it are encoded, and in a bucketed directory only the buckets holding a change
+    (:func:`~dvx.model.patch_tree`): a one-file commit in a million-file folder costs a few nodes, and the ids
+    are the ones a full build gives.
     """
+    if base is not None:
+        return _build_on(writer, files, *base)
     children: dict[str, dict[str, Entry]] = {"": {}}
     for path in files:
         parent = path.rpartition("/")[0]
@@ -122,3 +198,64 @@ def empty_tree(writer: StoreWriter) -> str:
     for node_id, data in nodes:
         writer.add(node_id, TREE, data)
     return nodes[-1][0]
+
+
+def _build_on(writer: StoreWriter, files: Mapping[str, Entry], reader: TreeReader, base_tree: str,
+              base_files: Mapping[str, Entry]) -> str:
+    # Each directory holding a change → its changed names (None: gone), and every folder above it (empty).
+    changes: dict[str, dict[str, Entry | None]] = {}
+
+    def mark(path: str, entry: Entry | None) -> None:
+        folder, _, name = path.rpartition("/")
+        names = changes.get(folder)
+        if names is None:
+            names = changes[folder] = {}
+            above = folder
+            while above:
+                above = above.rpartition("/")[0]
+                if above in changes:
+                    break
+                changes[above] = {}
+        names[name] = entry
+
+    for path in base_files:
+        if path not in files:
+            mark(path, None)
+    for path, entry in files.items():
+        if base_files.get(path) != entry:
+            mark(path, entry)
+    if not changes:
+        return base_tree
+    # The base's id of each changed directory, top down (None: not a directory there before).
+    base_ids: dict[str, str | None] = {"": base_tree}
+    for folder in sorted(changes, key=lambda d: d.count("/") + (1 if d else 0)):
+        if folder:
+            parent, _, name = folder.rpartition("/")
+            parent_id = base_ids.get(parent)
+            e = reader.entry_in(parent_id, name) if parent_id is not None else None
+            base_ids[folder] = e.id if e is not None and e.kind == DIR else None
+    root_id = ""
+    for folder in sorted(changes, key=lambda d: d.count("/") + (1 if d else 0), reverse=True):
+        names = changes[folder]
+        nodes: list[tuple[str, bytes]] = []
+        base_id = base_ids[folder]
+        if base_id is None:  # new here: everything in it is a change
+            entries = [e for e in names.values() if e is not None]
+            nodes = encode_tree(entries)
+            count, size = len(entries), sum(e.size for e in entries)
+            node_id = nodes[-1][0]
+        else:
+            node_id, count, size = patch_tree(reader.node, base_id, names, nodes)
+        for nid, data in nodes:
+            if not writer.has(nid):
+                writer.add(nid, TREE, data)
+        if folder:
+            parent, _, name = folder.rpartition("/")
+            siblings = changes[parent]
+            if count:
+                siblings[name] = Entry(name, DIR, node_id, size)
+            elif siblings.get(name) is None:
+                siblings[name] = None  # emptied: gone, unless a file took its name
+        else:
+            root_id = node_id
+    return root_id

@@ -234,8 +234,7 @@ def show(rev: str = typer.Argument("HEAD"), as_json: bool = typer.Option(False, 
     parent = c.parents[0] if c.parents else None
     from ..diff import diff_flat
 
-    old = repo.trees.flatten(repo.read_commit(parent).tree) if parent else {}
-    d = diff_flat(old, repo.trees.flatten(c.tree))
+    d = diff_flat(*repo.trees.differing(repo.read_commit(parent).tree if parent else None, c.tree))
     if as_json:
         doc = {"id": cid, "parents": list(c.parents), "tree": c.tree, "message": c.message, "author": c.author,
                "time": c.time, "meta": c.meta, "diff": d.to_json()}

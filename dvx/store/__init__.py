@@ -64,6 +64,16 @@ class ObjectInfo:
 Fetcher = Callable[[list[str]], None]
 
 
+def _map_pack(table: tuple[dict[bytes, int], list[PackIndex]], index: PackIndex) -> None:
+    """Add a pack's ids to a lookup table; the first pack holding an id keeps it, as a scan of the packs would."""
+    where, order = table
+    k = len(order) << 32
+    order.append(index)  # before its ids: a reader that finds one finds its pack
+    setdefault = where.setdefault
+    for i, oid in enumerate(index.ids()):
+        setdefault(oid, k | i)
+
+
 class ObjectStore:
     """Read and write objects of one repository. Thread-safe for concurrent reads and one writer."""
 
@@ -75,6 +85,11 @@ class ObjectStore:
         self.level = compression_level
         self._lock = threading.RLock()
         self._packs: dict[str, PackIndex] = {}
+        # Every packed id → (its pack's position in the list << 32 | entry number), built on the first lookup: one probe
+        # per lookup, whatever the number of packs (a lookup that tried each pack's own map cost commits ×
+        # packs once hundreds of small packs had piled up).
+        # The map and its list of packs are replaced together, as one tuple (readers take it without the lock).
+        self._table: tuple[dict[bytes, int], list[PackIndex]] | None = None
         self._fds: dict[str, int] = {}
         self._loaded = False
         self._dir_stamp: int | None = None
@@ -108,7 +123,26 @@ class ObjectStore:
                 if index.pack_hash.hex() != name:
                     raise CorruptObject(f"pack index {name} belongs to pack {index.pack_hash.hex()[:16]}")
                 self._packs[name] = index
+                if self._table is not None:
+                    _map_pack(self._table, index)
             self._loaded = True
+
+    def _pack_table(self) -> tuple[dict[bytes, int], list[PackIndex]]:
+        with self._lock:
+            if self._table is None:
+                table: tuple[dict[bytes, int], list[PackIndex]] = ({}, [])
+                for index in self._packs.values():
+                    _map_pack(table, index)
+                self._table = table
+            return self._table
+
+    def reload_packs(self) -> None:
+        """Forget every pack and list them again (after a repack replaced some)."""
+        with self._lock:
+            self.close()
+            self._packs.clear()
+            self._table = None
+            self._load_packs()
 
     def refresh(self) -> None:
         """Pick up packs written by other processes since this store was opened."""
@@ -122,6 +156,7 @@ class ObjectStore:
                 fd = self._fds.pop(name, None)
                 if fd is not None:
                     os.close(fd)
+            self._table = None
 
     def packs(self) -> dict[str, PackIndex]:
         if not self._loaded:
@@ -153,11 +188,12 @@ class ObjectStore:
     def _find(self, object_id: str, *, loose: bool = True) -> ObjectInfo | None:
         if not self._loaded:
             self._load_packs()
-        raw = bytes.fromhex(object_id)
-        for name, idx in self._packs.items():
-            e = idx.get(raw)
-            if e is not None:
-                return ObjectInfo(object_id, e.type, e.codec, e.raw_size, e.stored_size, name, e.offset)
+        where, order = self._table or self._pack_table()
+        at = where.get(bytes.fromhex(object_id))
+        if at is not None:
+            idx = order[at >> 32]
+            e = idx.entry(at & 0xFFFFFFFF)
+            return ObjectInfo(object_id, e.type, e.codec, e.raw_size, e.stored_size, idx.name, e.offset)
         if not loose:
             return None
         path = self.loose_path(object_id)

@@ -94,7 +94,32 @@ def _check_roots(store: ObjectStore, live: set[str]) -> None:
         )
 
 
-def _rewrite(store: ObjectStore, victims: list[PackIndex], live: set[str], res: GcReport) -> None:
+# A store keeps at most this many small packs (every commit, merge and fetch seals one): past it, the small
+# ones are merged into one, so that a long history of small commits does not become thousands of files.
+SMALL_PACK = 8 << 20
+MAX_SMALL_PACKS = 32
+
+
+def consolidate(store: ObjectStore) -> int:
+    """Merge the packs smaller than :data:`SMALL_PACK` into one (or a few) when there are more than
+    :data:`MAX_SMALL_PACKS`; returns how many were replaced. Nothing is dropped, so no grace period applies;
+    the caller holds the repository lock. Each object is copied at most once per ``MAX_SMALL_PACKS`` packs
+    until its pack grows past ``SMALL_PACK``: a small, bounded cost per commit."""
+    small = [idx for idx in store.packs().values() if (idx.pack_size or 0) < SMALL_PACK]
+    if len(small) <= MAX_SMALL_PACKS:
+        return 0
+    from ..repo import GcReport
+
+    res = GcReport()
+    try:
+        _rewrite(store, small, None, res)
+    except OSError as exc:
+        raise os_error(exc, "cannot merge small packs") from exc
+    return res.packs_rewritten
+
+
+def _rewrite(store: ObjectStore, victims: list[PackIndex], live: set[str] | None, res: GcReport) -> None:
+    """Copy the objects of ``victims`` in ``live`` (all of them: None) into new packs, then delete the victims."""
     writer = StoreWriter(store)
     copied: set[bytes] = set()
     # The writer must not skip objects merely because the victim packs still hold them.
@@ -105,7 +130,7 @@ def _rewrite(store: ObjectStore, victims: list[PackIndex], live: set[str], res: 
                 oid = e.object_id.hex()
                 if e.object_id in copied:
                     continue  # the same object in two victim packs (e.g. after an interrupted gc)
-                if oid not in live:
+                if live is not None and oid not in live:
                     res.objects_removed += 1
                     res.bytes_freed += e.stored_size
                     continue
@@ -127,9 +152,7 @@ def _rewrite(store: ObjectStore, victims: list[PackIndex], live: set[str], res: 
         os.unlink(store.pack_dir / f"{idx.name}.pack")
         res.packs_rewritten += 1
     durable.fsync_dir(store.pack_dir)
-    store.close()
-    store._packs.clear()  # noqa: SLF001
-    store.refresh()
+    store.reload_packs()
 
 
 def _clean_tmp(store: ObjectStore, cutoff: float) -> None:

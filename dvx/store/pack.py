@@ -172,11 +172,13 @@ class PackIndex:
 
     def get(self, object_id: bytes) -> IndexEntry | None:
         i = self._lookup_map().get(object_id)
-        if i is None:
-            return None
+        return None if i is None else self.entry(i)
+
+    def entry(self, i: int) -> IndexEntry:
+        """The ``i``-th entry, checked to lie inside the pack."""
         e = self._entry_at(i)
         if self.pack_size is not None and e.offset + e.stored_size > self.pack_size - PACK_TRAILER.size:
-            raise CorruptObject(f"pack index {self.name} points outside its pack (object {object_id.hex()})")
+            raise CorruptObject(f"pack index {self.name} points outside its pack (object {e.object_id.hex()})")
         return e
 
     def __contains__(self, object_id: bytes) -> bool:

@@ -1,0 +1,134 @@
+"""Costs that must follow the changed paths, not the size of the tree (found by an audit of scaling): a path
+lookup in a bucketed folder reads one bucket per level, a diff of two commits skips equal subtrees and buckets,
+and small packs are merged before lookups have to try hundreds of them."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+from dvx.diff import diff_flat
+from dvx.model import MAX_LEAF_ENTRIES
+from dvx.repo import Repo
+from dvx.store.gc import MAX_SMALL_PACKS
+
+
+def _big(repo: Repo, n: int = MAX_LEAF_ENTRIES * 2 + 100) -> None:
+    d = repo.root / "big"
+    d.mkdir()
+    for i in range(n):
+        (d / f"f{i:05d}").write_text(str(i))
+    (repo.root / "sub").mkdir()
+    (repo.root / "sub" / "x").write_text("x")
+
+
+def test_lookup_in_a_bucketed_folder_reads_one_bucket(repo: Repo) -> None:
+    _big(repo)
+    c = repo.commit("big")
+    tree = repo.read_commit(c).tree
+    fresh = Repo(repo.root)
+    try:
+        before = fresh.store.reads
+        for name in ("f00000", "f02500", "f04195"):
+            e = fresh.trees.lookup(tree, f"big/{name}")
+            assert e is not None and e.name == name and e.size == len(str(int(name[1:])))
+        assert fresh.trees.lookup(tree, "big/nope") is None and fresh.trees.lookup(tree, "big/f00001/x") is None
+        assert fresh.store.reads - before < 20  # a root, a folder node and a few buckets: not 3+ leaves each
+        listed = {e.name for e in fresh.trees.read_dir(fresh.trees.lookup(tree, "big").id)}  # type: ignore[union-attr]
+        assert all(fresh.trees.lookup(tree, f"big/{n}") is not None for n in random.Random(1).sample(sorted(listed), 50))
+    finally:
+        fresh.close()
+
+
+def test_diff_of_two_commits_reads_only_what_changed_and_equals_the_full_diff(repo: Repo) -> None:
+    _big(repo)
+    a = repo.commit("a")
+    (repo.root / "big" / "f00007").write_text("changed")
+    (repo.root / "big" / "new").write_text("new")
+    os.chmod(repo.root / "big" / "f00009", 0o755)
+    (repo.root / "sub" / "x").unlink()
+    (repo.root / "sub" / "x").mkdir()  # file -> folder
+    (repo.root / "sub" / "x" / "y").write_text("x")  # same content as the old file: a rename
+    (repo.root / "big" / "f00011").rename(repo.root / "moved")
+    b = repo.commit("b")
+    ta, tb = repo.read_commit(a).tree, repo.read_commit(b).tree
+    fresh = Repo(repo.root)
+    try:
+        before = fresh.store.reads
+        old, new = fresh.trees.differing(ta, tb)
+        assert fresh.store.reads - before < 40
+        assert sorted(old) == ["big/f00007", "big/f00009", "big/f00011", "sub/x"]
+        assert sorted(new) == ["big/f00007", "big/f00009", "big/new", "moved", "sub/x/y"]
+        full = diff_flat(fresh.trees.flatten(ta), fresh.trees.flatten(tb)).to_json()
+        assert diff_flat(old, new).to_json() == full == fresh.diff(a, b).to_json()
+        assert fresh.trees.differing(ta, ta) == ({}, {})
+        assert fresh.trees.differing(None, tb)[1] == fresh.trees.flatten(tb)
+    finally:
+        fresh.close()
+
+
+def test_small_packs_are_merged_once_too_many_pile_up(repo: Repo) -> None:
+    ids = []
+    for i in range(MAX_SMALL_PACKS + 10):
+        (repo.root / "hot").write_text(str(i))
+        (repo.root / f"f{i}").write_text(f"file {i}")
+        ids.append(repo.commit(f"c{i}"))
+    packs = list(Path(repo.store.pack_dir).glob("*.pack"))
+    assert len(packs) <= MAX_SMALL_PACKS + 1
+    assert repo.fsck().ok
+    assert [e.id for e in repo.log()] == ids[::-1]  # every commit readable through the same Repo
+    other = Repo(repo.root)
+    try:
+        assert other.read_commit(ids[0]).message == "c0" and (other.ls(ids[5]) and True)
+    finally:
+        other.close()
+
+
+def test_a_build_on_the_base_tree_gives_the_ids_of_a_full_build(repo: Repo) -> None:
+    """Random edits (in and out of a bucketed folder, file <-> folder, emptied folders, a folder shrinking
+    below the bucket limit and growing past it) built both ways: the same root id every time."""
+    from dvx.model import FILE, Entry
+    from dvx.trees import build
+
+    rng = random.Random(7)
+
+    def entry(path: str, n: int) -> Entry:
+        from dvx.ids import hash_bytes
+
+        return Entry(path.rpartition("/")[2], FILE, hash_bytes(str(n).encode()), len(str(n)), n % 7 == 0)
+
+    files = {f"big/f{i:05d}": entry(f"big/f{i:05d}", i) for i in range(MAX_LEAF_ENTRIES + 300)}
+    files.update({"a/b/c": entry("a/b/c", 1), "a/d": entry("a/d", 2), "top": entry("top", 3)})
+    with repo.store.writer() as w:
+        tree = build(w, files)
+    for step in range(25):
+        new = dict(files)
+        for _ in range(rng.randint(1, 40)):
+            op = rng.random()
+            if op < 0.3 and new:
+                new.pop(rng.choice(sorted(new)))
+            elif op < 0.5:
+                p = f"big/g{rng.randint(0, 500)}"
+                new[p] = entry(p, rng.randint(0, 10**6))
+            elif op < 0.6:
+                for p in [p for p in new if p.startswith("a/")]:
+                    del new[p]
+                new["a"] = entry("a", step)  # folder -> file
+            elif op < 0.7:
+                new.pop("a", None)
+                new[f"a/x{step}/y"] = entry("a/y", step)  # file -> folder
+            elif op < 0.8 and step % 5 == 0:
+                for p in [p for p in new if p.startswith("big/")][: MAX_LEAF_ENTRIES // 2]:
+                    del new[p]  # shrinks below the bucket limit: one leaf again
+            elif new:
+                p = rng.choice(sorted(new))
+                new[p] = entry(p, rng.randint(0, 10**6))
+        if step == 12:  # grows past the bucket limit again
+            new.update({f"big/h{i:05d}": entry(f"big/h{i:05d}", i) for i in range(MAX_LEAF_ENTRIES + 50)})
+        with repo.store.writer() as w:
+            full = build(w, new)
+            on_base = build(w, new, (repo.trees, tree, files))
+        assert on_base == full, step
+        assert repo.trees.flatten(full) == new
+        files, tree = new, full
