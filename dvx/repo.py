@@ -760,11 +760,15 @@ class Repo:
             is_branch = rev != "HEAD" and is_ref_name(rev) and self.refs.get(HEADS + rev) is not None
             target_id = self.resolve(HEADS + rev if is_branch else rev)
             target_tree = self.read_commit(target_id).tree
-            target_flat = self.trees.flatten(target_tree)
             _, head_id = self.refs.head()
             # With no files checked out yet (clone --no-checkout), HEAD's files are not here: write all of them.
             materialized = self.has_worktree
-            head_flat = self.trees.flatten(self.read_commit(head_id).tree) if head_id and materialized else {}
+            head_tree = self.read_commit(head_id).tree if head_id and materialized else None
+            if force:  # every tracked path is compared with the working tree
+                head_flat = self.trees.flatten(head_tree)
+                target_flat = self.trees.flatten(target_tree)
+            else:  # only the paths where the two commits differ can be touched: read just those
+                head_flat, target_flat = self.trees.differing(head_tree, target_tree)
             work, cache, _ = self._work_entries()
             hidden = self._ignored_tracked(head_flat, target_flat, work)
             if hidden:
@@ -790,7 +794,16 @@ class Repo:
                 self.refs.set_head_symbolic(HEADS + rev)
             elif rev != "HEAD":
                 self.refs.set_head_detached(target_id)
-            cache.set_head(target_id, target_tree, target_flat)  # the next status compares against this listing
+            # The next status compares against the target's whole listing: HEAD's from the cache, patched.
+            listing = cache.head_entries(head_id) if head_tree is not None and not force else None
+            if force or head_tree is None:
+                whole = target_flat
+            elif listing is not None:
+                whole = {p: e for p, e in listing.items() if p not in head_flat}
+                whole.update(target_flat)
+            else:
+                whole = self.trees.flatten(target_tree)
+            cache.set_head(target_id, target_tree, whole)
             if not materialized:
                 del self.config["core"]["worktree"]  # an ordinary repository from now on
                 self.save_config()

@@ -132,3 +132,36 @@ def test_a_build_on_the_base_tree_gives_the_ids_of_a_full_build(repo: Repo) -> N
         assert on_base == full, step
         assert repo.trees.flatten(full) == new
         files, tree = new, full
+
+
+def test_checkout_then_commit_on_the_patched_listing_matches_the_working_tree(repo: Repo) -> None:
+    """A non-forced checkout reads only the paths where the commits differ and patches HEAD's listing in the
+    stat cache; the next commit builds on that listing. Both must agree with a full read, every time."""
+    from dvx.trees import build
+
+    rng = random.Random(3)
+    _big(repo, MAX_LEAF_ENTRIES + 50)
+    commits = [repo.commit("c0")]
+    for step in range(12):
+        for _ in range(rng.randint(1, 6)):
+            i = rng.randint(0, MAX_LEAF_ENTRIES + 80)
+            p = repo.root / "big" / f"f{i:05d}"
+            if p.exists() and rng.random() < 0.3:
+                p.unlink()
+            else:
+                p.write_text(f"{step}-{i}")
+        if step % 4 == 1:
+            (repo.root / "sub" / f"n{step}").write_text("n")
+        commits.append(repo.commit(f"c{step + 1}"))
+        back = rng.choice(commits)
+        repo.checkout(back)
+        assert repo.status().to_json() == {"added": [], "modified": [], "deleted": []}
+        listing = repo._work_entries()[0]  # noqa: SLF001 - the scan, hashed through the stat cache
+        with repo.store.writer() as w:
+            assert build(w, listing) == repo.read_commit(back).tree
+        (repo.root / "big" / f"f{step:05d}").write_text(f"detached {step}")
+        side = repo.commit(f"side {step}")  # built on the listing the checkout patched
+        listing = repo._work_entries()[0]  # noqa: SLF001
+        with repo.store.writer() as w:
+            assert build(w, listing) == repo.read_commit(side).tree
+        repo.checkout("main")
