@@ -136,8 +136,17 @@ class ObjectStore:
                 self._table = table
             return self._table
 
+    def _relist(self) -> None:
+        """List the packs again, keeping the open descriptors (another thread may be reading through one; a
+        replaced pack stays readable through it until :meth:`close`)."""
+        with self._lock:
+            self._packs.clear()
+            self._table = None
+            self._load_packs()
+
     def reload_packs(self) -> None:
-        """Forget every pack and list them again (after a repack replaced some)."""
+        """Forget every pack and list them again, closing the descriptors (after this process replaced packs:
+        the space of the deleted ones is freed now)."""
         with self._lock:
             self.close()
             self._packs.clear()
@@ -163,12 +172,16 @@ class ObjectStore:
             self._load_packs()
         return dict(self._packs)
 
-    def _fd(self, pack: str) -> int:
+    def _fd(self, pack: str) -> int | None:
+        """An open descriptor of a pack; None if the pack is gone (replaced by a merge or a gc since it was
+        listed)."""
         with self._lock:
             fd = self._fds.get(pack)
             if fd is None:
                 try:
                     fd = open_pack(self.pack_dir / f"{pack}.pack")
+                except FileNotFoundError:
+                    return None
                 except OSError as exc:
                     raise os_error(exc, f"cannot open pack {pack}") from exc
                 self._fds[pack] = fd
@@ -264,7 +277,23 @@ class ObjectStore:
 
     def read_payload(self, found: ObjectInfo) -> bytes:
         if found.pack is not None:
-            return read_at(self._fd(found.pack), found.offset, found.stored_size)
+            fd = self._fd(found.pack)
+            if fd is None:
+                # The pack was replaced since it was listed (another process merged small packs, or ran gc):
+                # list the packs again and read the object where it is now (docs/format.md §15.4). A repack
+                # copies payloads unchanged, so ``found``'s codec and sizes still hold.
+                self._relist()
+                again = self._find(found.id)
+                if again is None:
+                    raise MissingObject(f"object {found.id} is missing from the store", found.id)
+                if again.pack is not None:
+                    fd = self._fd(again.pack)
+                    if fd is None:
+                        raise StorageError(f"pack {again.pack} disappeared while being read; try again")
+                    return read_at(fd, again.offset, again.stored_size)
+                found = again
+            else:
+                return read_at(fd, found.offset, found.stored_size)
         try:
             fd, _ = durable.open_regular(self.loose_path(found.id))
             with os.fdopen(fd, "rb") as fh:

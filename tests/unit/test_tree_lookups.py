@@ -165,3 +165,23 @@ def test_checkout_then_commit_on_the_patched_listing_matches_the_working_tree(re
         with repo.store.writer() as w:
             assert build(w, listing) == repo.read_commit(side).tree
         repo.checkout("main")
+
+
+def test_a_reader_whose_packs_were_merged_by_another_writer_reads_on(repo: Repo) -> None:
+    """A Repo kept open (a notebook) while another process's commits merge the small packs it has listed:
+    a pack gone under a loaded index means list again (docs/format.md §15.4), not an error."""
+    (repo.root / "f").write_text("first")
+    first = repo.commit("first")
+    reader = Repo(repo.root)
+    try:
+        assert reader.store.has(first)  # packs listed and the lookup table built, no pack opened yet
+        for i in range(MAX_SMALL_PACKS + 5):
+            (repo.root / f"g{i}").write_text(str(i))
+            repo.commit(f"c{i}")
+        gone = [p for p in reader.store.packs() if not (reader.store.pack_dir / f"{p}.pack").exists()]
+        assert gone  # the reader still lists packs that were merged away
+        assert [p for p, _ in reader.ls(first)] == ["f"]
+        assert reader.store.get(reader.ls(first)[0][1].id)[1] == b"first"
+        assert len(reader.log()) == MAX_SMALL_PACKS + 6
+    finally:
+        reader.close()
