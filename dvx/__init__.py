@@ -36,10 +36,10 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .get import get
     from .readonly import checkout
     from .readonly import open_file as open
     from .repo import Repo
+    from .source import get
 
 __version__ = "0.1.0"
 
@@ -48,7 +48,7 @@ _LAZY = {
     "Repo": ("dvx.repo", "Repo"),
     "checkout": ("dvx.readonly", "checkout"),
     "open": ("dvx.readonly", "open_file"),
-    "get": ("dvx.get", "get"),
+    "get": ("dvx.source", "get"),
 }
 
 

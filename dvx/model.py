@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -122,30 +122,45 @@ def patch_tree(
     changes: Mapping[str, Entry | None],
     out: list[tuple[str, bytes]],
     depth: int = 0,
+    route: bytes = b"",
+    existed: Set[str] = frozenset(),
 ) -> tuple[str, int, int]:
     """Encode a directory given as an existing node plus ``changes`` (name → new entry, None: removed): the
     same ``(id, count, size)`` and nodes as :func:`encode_tree` of the changed listing, but only the buckets
     holding changed names are read and re-encoded. New nodes are appended to ``out``, the top one last; a
-    directory with fewer than :data:`MAX_LEAF_ENTRIES` entries left becomes one leaf, as encode_tree makes it."""
+    directory with fewer than :data:`MAX_LEAF_ENTRIES` entries left becomes one leaf, as encode_tree makes it.
+
+    Changes are routed by the hash of their names, so every name of a leaf read on the way is checked to be in
+    its bucket (``route``: the bucket bytes so far), and each changed name to be there exactly if it is in
+    ``existed`` (the names the caller's listing of the node has): a tree that misplaces one (only a hostile
+    writer can) raises :class:`CorruptObject`, and the caller builds in full instead."""
     node = read_node(node_id)
     if node.entries is not None:
+        if route:
+            for old in node.entries:
+                if blake3.blake3(old.name.encode("utf-8", "surrogateescape")).digest()[: len(route)] != route:
+                    raise CorruptObject(f"tree {node_id} holds {old.name!r} in the wrong bucket", node_id)
         current = {e.name: e for e in node.entries}
-        for name, e in changes.items():
-            if e is None:
+        for name, change in changes.items():
+            if (name in current) != (name in existed):
+                raise CorruptObject(f"tree {node_id} does not list {name!r} where its hash puts it", node_id)
+            if change is None:
                 current.pop(name, None)
             else:
-                current[name] = e
+                current[name] = change
         return _encode_node(sorted(current.values(), key=lambda e: e.name), depth, out)
     if node.depth != depth:
         raise CorruptObject(f"tree {node_id} is a bucket node at depth {node.depth}, not {depth}", node_id)
     groups: dict[int, dict[str, Entry | None]] = {}
-    for name, e in changes.items():
-        groups.setdefault(_bucket_of(name, depth), {})[name] = e
+    for name, change in changes.items():
+        groups.setdefault(_bucket_of(name, depth), {})[name] = change
     rows = {b: (sub, count, size) for b, sub, count, size in node.buckets}
     for b, group in groups.items():
         if b in rows:
-            row = patch_tree(read_node, rows[b][0], group, out, depth + 1)
+            row = patch_tree(read_node, rows[b][0], group, out, depth + 1, route + bytes([b]), existed)
         else:
+            if any(name in existed for name in group):
+                raise CorruptObject(f"tree {node_id} has no bucket {b} for names it lists", node_id)
             added = sorted((e for e in group.values() if e is not None), key=lambda e: e.name)
             if not added:
                 continue
@@ -158,6 +173,8 @@ def patch_tree(
         entries: list[Entry] = []
         for b in sorted(rows):
             entries.extend(_node_entries(read_node, rows[b][0], out))
+        if len({e.name for e in entries}) != len(entries):
+            raise CorruptObject(f"tree {node_id} lists a name in two buckets", node_id)
         return _encode_node(sorted(entries, key=lambda e: e.name), depth, out)
     order = sorted(rows)
     data = _dumps({"v": TREE_VERSION, "depth": depth, "buckets": [[b, *rows[b]] for b in order]})

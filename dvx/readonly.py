@@ -931,7 +931,7 @@ def _lazy_filler(source: Source) -> Filler | None:
             local(cache, here, jobs, advance)
         if not away:
             return 0, 0
-        from .get import RemoteContent
+        from .source import RemoteContent
         from .transfer import view_for
 
         view = view_for(repo, name)
@@ -1068,11 +1068,11 @@ def _open_source(url_or_repo: Any, cache: Cache | None = None) -> tuple[Source, 
     """A source and the function that releases it (a no-op for a Repo the caller owns).
 
     A string is a repository path when ``PATH/.dvx`` exists, else a remote URL (any remote URL or folder path;
-    see :mod:`dvx.get`), whose metadata is brought up to date now.
+    see :mod:`dvx.source`), whose metadata is brought up to date now.
     """
     if isinstance(url_or_repo, (str, os.PathLike)):
         text = os.fspath(url_or_repo)
-        from .get import is_repository, open_remote_source
+        from .source import is_repository, open_remote_source
 
         if is_repository(text):
             from .repo import Repo
@@ -1120,6 +1120,10 @@ class VerifiedFile(io.RawIOBase):
     last read raises :class:`~dvx.errors.CorruptObject` if the chunk list was tampered with); a read after a
     seek is verified chunk by chunk only. At most one chunk (<= 4 MiB by default) is held in memory.
     """
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"at {self._pos}"
+        return f"<dvx file {self.name!r} ({self.size} bytes, {self.id[:12]}, {state})>"
 
     def __init__(
         self, file_id: str, size: int, name: str, chunks: list[tuple[str, int]], read_chunk: ChunkReader,

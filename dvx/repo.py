@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import codec, durable, worktree
 from .diff import Diff, diff_flat, differs
@@ -56,6 +56,9 @@ from .store import BLOB, CHUNKED, COMMIT, TREE, TYPE_WORDS, ObjectStore, StoreWr
 from .store.pack import scan_pack
 from .trees import TreeReader, build
 from .worktree import Chunking, Found, StatCache
+
+if TYPE_CHECKING:
+    from .merge import MergeResult
 
 DVX_DIR = ".dvx"
 FORMAT_VERSION = 1
@@ -260,7 +263,11 @@ class Repo:
             durable.write_replace_file(self.dvx / "config", data, site="config")
 
     def close(self) -> None:
+        """Release the open pack files. The object stays usable: a later call opens what it needs again."""
         self.store.close()
+
+    def __repr__(self) -> str:
+        return f"Repo({os.fspath(self.root)!r})"
 
     def __enter__(self) -> Repo:
         return self
@@ -292,6 +299,9 @@ class Repo:
     # -- objects ------------------------------------------------------------------------------------
 
     def read_commit(self, commit_id: str) -> Commit:
+        """The commit with this full id (:meth:`resolve` turns a branch, tag or prefix into one)."""
+        if not is_id(commit_id):
+            raise UnknownRevision(f"{commit_id!r} is not a full commit id (resolve a revision first: repo.resolve)")
         return decode_commit(self.store.get(commit_id, COMMIT)[1], commit_id)
 
     def author(self) -> str:
@@ -721,7 +731,8 @@ class Repo:
     def diff(self, rev_a: str | None = None, rev_b: str | None = None) -> Diff:
         """``diff()``: working tree vs HEAD; ``diff(A)``: working tree vs A; ``diff(A, B)``: A vs B."""
         if rev_b is not None:
-            assert rev_a is not None
+            if rev_a is None:
+                raise UsageError("diff(rev_b=...) needs rev_a too: diff(A, B) compares two revisions")
             return diff_flat(*self.trees.differing(self._tree_of(rev_a), self._tree_of(rev_b)))
         old = self.trees.flatten(self._tree_of(rev_a)) if rev_a is not None else self.trees.flatten(self._tree_of(None))
         self._require_worktree("compare with the working tree")
@@ -1029,7 +1040,7 @@ class Repo:
         ff: bool = False,
         update_worktree: bool | None = None,
         progress: Progress | None = None,
-    ) -> Any:
+    ) -> MergeResult:
         """Merge ``revs`` into HEAD (three-way per path; octopus for several); see :func:`dvx.merge.merge`."""
         from .merge import merge
 
@@ -1190,15 +1201,27 @@ class Repo:
             self.store.fetcher = fetcher
 
     def _fsck(self, report: FsckReport, progress: Callable[[int], None] | None, lazy: bool) -> FsckReport:
-        for name in self.store.packs():
-            try:
-                data = durable.read_regular_file(self.store.pack_dir / f"{name}.pack")
-                scan_pack(data, name)
-                self.store.packs()[name].validate(len(data))
-            except CorruptObject as exc:
-                report.bad[name] = str(exc)
-            except OSError as exc:
-                report.bad[name] = str(os_error(exc, "cannot read pack"))
+        scanned: set[str] = set()
+        for _ in range(3):  # packs another process published meanwhile (a merge of small packs) are checked too
+            todo = [(name, idx) for name, idx in self.store.packs().items() if name not in scanned]
+            if not todo:
+                break
+            for name, idx in todo:
+                scanned.add(name)
+                try:
+                    data = durable.read_regular_file(self.store.pack_dir / f"{name}.pack")
+                    scan_pack(data, name)
+                    idx.validate(len(data))
+                except CorruptObject as exc:
+                    report.bad[name] = str(exc)
+                except FileNotFoundError as exc:
+                    # Gone with its index: replaced by a merge or gc since it was listed (the index is removed
+                    # first, §16 step 4), its objects are read where they are now. Without it, it is damage.
+                    if (self.store.pack_dir / f"{name}.idx").exists():
+                        report.bad[name] = str(os_error(exc, "cannot read pack"))
+                except OSError as exc:
+                    report.bad[name] = str(os_error(exc, "cannot read pack"))
+            self.store.refresh()
         seen: set[str] = set()
         commits = self.root_commits()
         while commits:
@@ -1231,7 +1254,9 @@ class Repo:
         Iterative (a stack of the nodes being checked): trees can be nested deeper than Python's recursion limit.
         """
 
-        def items(node_id: str) -> Iterator[Entry | str] | None:
+        def items(node_id: str, route: bytes = b"") -> Iterator[Entry | tuple[str, bytes]] | None:
+            """What a node holds: entries, or for a bucket node ``(sub-node, bucket bytes so far)``. Under a
+            bucket (``route``), every name must hash to it (docs/format.md §9.4): lookups rely on that."""
             if node_id in seen:
                 return None
             seen.add(node_id)
@@ -1245,15 +1270,22 @@ class Repo:
                 report.bad[node_id] = str(exc)
                 return None
             if node.entries is None:
-                return iter([sub for _, sub, _, _ in node.buckets])
+                return iter([(sub, route + bytes([b])) for b, sub, _, _ in node.buckets])
+            if route:
+                import blake3
+
+                for e in node.entries:
+                    if blake3.blake3(e.name.encode("utf-8", "surrogateescape")).digest()[: len(route)] != route:
+                        report.bad[node_id] = f"tree {node_id} holds {e.name!r} in the wrong bucket"
+                        break
             return iter(node.entries)
 
         top = items(tree_id)
         stack = [] if top is None else [top]
         while stack:
             for e in stack[-1]:
-                if isinstance(e, str) or e.kind == DIR:  # a bucket's node, or a subdirectory
-                    sub = items(e if isinstance(e, str) else e.id)
+                if not isinstance(e, Entry) or e.kind == DIR:  # a bucket's node, or a subdirectory
+                    sub = items(e.id) if isinstance(e, Entry) else items(*e)
                     if sub is not None:
                         stack.append(sub)
                         break

@@ -171,6 +171,7 @@ def add_remote(repo: Repo, name: str, url: str, options: dict[str, str], *, chec
     from .remote.backend import open_backend
 
     _refuse_userinfo(url, "remote URL")
+    _refuse_repository(url)
     url = absolute_url(url)
     backend = open_backend(url, options)  # refuses unknown schemes
     if check:
@@ -178,6 +179,18 @@ def add_remote(repo: Repo, name: str, url: str, options: dict[str, str], *, chec
     repo.config.setdefault("remotes", {})[name] = {"url": url, "options": options}
     repo.save_config()
     return url
+
+
+def _refuse_repository(url: str) -> None:
+    """A repository's folder is not a remote: a push would write the remote layout into its working tree.
+    (``dvx get`` and ``dvx checkout --to`` read a repository folder directly; to share one, push to a remote.)"""
+    from .source import is_repository
+
+    if is_repository(url.removeprefix("file://")):
+        raise UsageError(
+            f"{url} is a dvx repository, not a remote (a remote is a folder or bucket that dvx push fills; "
+            "make an empty folder for it)"
+        )
 
 
 def remove_remote(repo: Repo, name: str) -> None:
@@ -235,7 +248,15 @@ class RemoteView:
             # on GCS, but a listing says "bucket ... does not exist", which is what the user must hear.
             if self.backend.list("refs/"):
                 raise RemoteError(f"remote {self.backend.url} is damaged: it has refs but no readable {MARKER}")
-            raise RemoteError(f"{self.backend.url} is not a dvx remote (nothing was pushed there yet)")
+            from .source import is_repository, is_url
+
+            url = self.backend.url
+            if is_repository(url.removeprefix("file://")):
+                raise RemoteError(f"{url} is a dvx repository, not a remote (dvx get and dvx checkout --to read it "
+                                  "directly; to clone it, push it to a remote first)")
+            if not is_url(url) and not os.path.exists(os.path.expanduser(url.removeprefix("file://"))):
+                raise RemoteError(f"{url} does not exist")
+            raise RemoteError(f"{url} is not a dvx remote (nothing was pushed there yet)")
 
     def load_indexes(self) -> None:
         """List ``packs/`` once and read the indexes not cached yet (in parallel)."""
@@ -569,6 +590,7 @@ def push(
 
     ``progress`` is told bytes sent, ``objects`` objects sent, each as (done, total), after each pack.
     """
+    _refuse_repository(remote_config(repo, remote_name).get("url", ""))
     view = view_for(repo, remote_name)
     start_requests = view.backend.request_count
     stats = TransferStats()
@@ -586,7 +608,7 @@ def push(
             if not repo.store.has(current[0]) or not is_ancestor(repo, current[0], new):
                 raise NonFastForward(
                     f"push of {ref[len(HEADS):]} rejected: the remote has commits you do not have "
-                    f"(run 'dvx pull {remote_name}' to merge them, then push again)"
+                    f"(run 'dvx fetch {remote_name}' and 'dvx merge {remote_name}/{ref[len(HEADS):]}', then push again)"
                 )
         if current is not None and not force and ref.startswith(TAGS):
             raise NonFastForward(f"tag {ref[len(TAGS):]} already exists on the remote with another commit")
@@ -650,7 +672,8 @@ def push(
         if not view.backend.compare_and_swap(ref, current[1] if current else None, f"{new}\n".encode()):
             raise NonFastForward(
                 f"push of {ref.split('/', 2)[-1]} rejected: someone else updated it on the remote just now "
-                f"(run 'dvx pull {remote_name}' and push again)"
+                f"(run 'dvx fetch {remote_name}', merge {remote_name}/{ref.split('/', 2)[-1]} if it moved on, "
+                "and push again)"
             )
         stats.refs_updated.append(ref)
         tracking = f"{REMOTES}{remote_name}/{ref[len(HEADS):]}" if ref.startswith(HEADS) else None
@@ -779,6 +802,7 @@ def fetch(
                     repo.refs.update(ref, value, None)
                     stats.refs_updated.append(ref)
         repo.tidy_packs()
+    stats.up_to_date = not stats.refs_updated
     stats.warnings.extend(f"ignored remote ref {k!r}: not a valid branch or tag name" for k in view.ignored_refs)
     stats.requests = view.backend.request_count - start_requests
     return stats

@@ -76,24 +76,27 @@ class TreeReader:
         """
         a_out: dict[str, Entry] = {}
         b_out: dict[str, Entry] = {}
-        # (old node, new node, path prefix, the depth their bucket nodes must have, or None at a directory's top)
-        stack: list[tuple[str | None, str | None, str, int | None]] = [(old, new, "", None)]
+        # (old node, new node, path prefix, the depth their bucket nodes must have, or None at a directory's
+        # top, and the bucket bytes taken to reach them: the names below must hash to them)
+        stack: list[tuple[str | None, str | None, str, int | None, bytes]] = [(old, new, "", None, b"")]
         while stack:
-            x, y, prefix, depth = stack.pop()
+            x, y, prefix, depth, route = stack.pop()
             if x == y:
                 continue
             xn = self.node(x) if x is not None else None
             yn = self.node(y) if y is not None else None
+            for n, nid in ((xn, x), (yn, y)):
+                if n is not None and n.entries is None and depth is not None and n.depth != depth:
+                    raise CorruptObject(f"tree {nid} has a bucket at the wrong depth", nid)
             if (xn is not None and yn is not None and xn.entries is None and yn.entries is None
-                    and xn.depth == yn.depth and 0 <= xn.depth < DIGEST_BYTES - 1
-                    and (depth is None or xn.depth == depth)):
+                    and xn.depth == yn.depth and 0 <= xn.depth < DIGEST_BYTES - 1):
                 xb = {b: sub for b, sub, _, _ in xn.buckets}
                 yb = {b: sub for b, sub, _, _ in yn.buckets}
                 for b in xb.keys() | yb.keys():
-                    stack.append((xb.get(b), yb.get(b), prefix, xn.depth + 1))
+                    stack.append((xb.get(b), yb.get(b), prefix, xn.depth + 1, route + bytes([b])))
                 continue
-            xd = {e.name: e for e in self.read_dir(x)} if x is not None else {}
-            yd = {e.name: e for e in self.read_dir(y)} if y is not None else {}
+            xd = self._bucket_entries(x, route)
+            yd = self._bucket_entries(y, route)
             for name in xd.keys() | yd.keys():
                 ex, ey = xd.get(name), yd.get(name)
                 if ex is not None and ey is not None and ex.kind == ey.kind and ex.id == ey.id \
@@ -101,7 +104,7 @@ class TreeReader:
                     continue
                 path = prefix + name
                 if ex is not None and ey is not None and ex.kind == DIR and ey.kind == DIR:
-                    stack.append((ex.id, ey.id, path + "/", None))
+                    stack.append((ex.id, ey.id, path + "/", None, b""))
                     continue
                 for e, out in ((ex, a_out), (ey, b_out)):
                     if e is None:
@@ -111,6 +114,18 @@ class TreeReader:
                     else:
                         out[path] = e
         return a_out, b_out
+
+    def _bucket_entries(self, node_id: str | None, route: bytes) -> dict[str, Entry]:
+        """The entries under a node by name; under a bucket (``route`` not empty), each checked to hash to it,
+        which also rules out a name listed in two buckets (docs/format.md §9.4)."""
+        if node_id is None:
+            return {}
+        entries = self.read_dir(node_id)
+        if route:
+            for e in entries:
+                if blake3.blake3(e.name.encode("utf-8", "surrogateescape")).digest()[: len(route)] != route:
+                    raise CorruptObject(f"tree {node_id} holds {e.name!r} in the wrong bucket", node_id)
+        return {e.name: e for e in entries}
 
     def flatten(self, tree_id: str | None) -> dict[str, Entry]:
         if tree_id is None:
@@ -168,7 +183,10 @@ def build(
     are the ones a full build gives.
     """
     if base is not None:
-        return _build_on(writer, files, *base)
+        try:
+            return _build_on(writer, files, *base)
+        except CorruptObject:
+            pass  # the base tree misplaces a name (a hostile writer): build without it, as if there were none
     children: dict[str, dict[str, Entry]] = {"": {}}
     for path in files:
         parent = path.rpartition("/")[0]
@@ -218,9 +236,14 @@ def _build_on(writer: StoreWriter, files: Mapping[str, Entry], reader: TreeReade
                 changes[above] = {}
         names[name] = entry
 
+    base_dirs: set[str] = set()  # every folder of the base listing
     for path in base_files:
         if path not in files:
             mark(path, None)
+        folder = path.rpartition("/")[0]
+        while folder and folder not in base_dirs:
+            base_dirs.add(folder)
+            folder = folder.rpartition("/")[0]
     for path, entry in files.items():
         if base_files.get(path) != entry:
             mark(path, entry)
@@ -234,6 +257,8 @@ def _build_on(writer: StoreWriter, files: Mapping[str, Entry], reader: TreeReade
             parent_id = base_ids.get(parent)
             e = reader.entry_in(parent_id, name) if parent_id is not None else None
             base_ids[folder] = e.id if e is not None and e.kind == DIR else None
+            if (base_ids[folder] is not None) != (folder in base_dirs):  # the tree and its listing disagree:
+                raise CorruptObject(f"tree {base_tree} does not hold {folder!r} where its hash puts it", base_tree)
     root_id = ""
     for folder in sorted(changes, key=lambda d: d.count("/") + (1 if d else 0), reverse=True):
         names = changes[folder]
@@ -245,7 +270,9 @@ def _build_on(writer: StoreWriter, files: Mapping[str, Entry], reader: TreeReade
             count, size = len(entries), sum(e.size for e in entries)
             node_id = nodes[-1][0]
         else:
-            node_id, count, size = patch_tree(reader.node, base_id, names, nodes)
+            prefix = f"{folder}/" if folder else ""
+            existed = {n for n in names if prefix + n in base_files or prefix + n in base_dirs}
+            node_id, count, size = patch_tree(reader.node, base_id, names, nodes, existed=existed)
         for nid, data in nodes:
             if not writer.has(nid):
                 writer.add(nid, TREE, data)

@@ -59,7 +59,7 @@ def checkout(
         used = [flag for flag, on in (("--readonly", readonly), ("--link", link != "auto"), ("--jobs", jobs is not None),
                                       ("--json", as_json), ("PATTERN", bool(patterns))) if on]
         if used:
-            raise UsageError(f"{', '.join(used)} only apply with --to DIR")
+            raise UsageError(f"{', '.join(used)} {'applies' if len(used) == 1 else 'apply'} only with --to DIR")
         _call_core_checkout(rev=rev, force=force)
         return
     from ..readonly import checkout_to

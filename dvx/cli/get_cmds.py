@@ -1,5 +1,5 @@
 """``dvx get URL REV DIR [PATTERN...]``: a revision of a remote into a folder, with no repository (the CLI over
-:func:`dvx.get.get`)."""
+:func:`dvx.source.get`)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def get_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report."),
 ) -> None:
     """Fetch REV of a remote into DIR without cloning: only the files asked for, through the shared cache."""
-    from ..get import get
+    from ..source import get
     from ..transfer import parse_options
 
     options = parse_options(option)

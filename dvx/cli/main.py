@@ -186,7 +186,12 @@ def log(
     else:
         rev, path_list = (positional[0] if positional else None), positional[1:]
     followed: dict[str, tuple[str, ...]] = {}
-    entries = repo.log(rev, limit=n, paths=[_repo_path(repo, p) for p in path_list], followed=followed)
+    try:
+        entries = repo.log(rev, limit=n, paths=[_repo_path(repo, p) for p in path_list], followed=followed)
+    except RevisionNotFound as exc:
+        if rev is not None and not path_list and os.path.lexists(rev):  # git: "use '--' to separate paths"
+            raise RevisionNotFound(f"{exc}; to see the history of the file {rev!r}: dvx log -- {rev}") from None
+        raise
     if as_json:
         print_json([e.to_json() for e in entries])
         return
@@ -226,7 +231,7 @@ def _log_line(e: Any) -> str:
 
 
 @app.command()
-def show(rev: str = typer.Argument("HEAD"), as_json: bool = typer.Option(False, "--json")) -> None:
+def show(rev: str = typer.Argument("HEAD"), as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show a commit and the changes it made against its first parent."""
     repo = open_repo()
     cid = repo.resolve(rev)
@@ -372,7 +377,7 @@ def branch(
     rev: str = typer.Argument("HEAD", help="Where it starts."),
     delete: str = typer.Option(None, "-d", "--delete", help="Delete this branch (refused if not fully merged)."),
     force_delete: str = typer.Option(None, "-D", help="Delete this branch even if its commits are merged nowhere."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List, create or delete branches."""
     repo = open_repo()
@@ -403,7 +408,7 @@ def tag(
     name: str = typer.Argument(None, help="Tag to create."),
     rev: str = typer.Argument("HEAD", help="Commit to tag."),
     delete: str = typer.Option(None, "-d", "--delete", help="Delete this tag."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List, create or delete tags."""
     repo = open_repo()
@@ -426,7 +431,7 @@ def tag(
 @app.command()
 def fsck(
     remote: str = typer.Option(None, "--remote", help="Check this remote's objects instead."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Verify every reachable object (hash, decompression, structure)."""
     repo = open_repo()
@@ -467,7 +472,7 @@ def fsck(
 def gc(
     grace: float = typer.Option(3600.0, "--grace", help="Spare objects younger than this many seconds."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only report what would be deleted."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Delete objects no ref can reach."""
     if not grace >= 0 or grace == float("inf"):  # NaN compares false: refused too
@@ -477,9 +482,11 @@ def gc(
     if as_json:
         print_json(vars(r))
         return
-    verb = "would remove" if dry_run else "removed"
-    out(f"{verb} {r.objects_removed} objects ({human(r.bytes_freed)}); rewrote {r.packs_rewritten} packs;"
-        f" spared {r.kept_young} young files")
+    if dry_run:
+        out(f"would remove {r.objects_removed} objects ({human(r.bytes_freed)}); would spare {r.kept_young} young files")
+    else:
+        out(f"removed {r.objects_removed} objects ({human(r.bytes_freed)}); rewrote {r.packs_rewritten} packs;"
+            f" spared {r.kept_young} young files")
 
 
 def _register_extensions() -> None:

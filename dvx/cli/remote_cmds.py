@@ -26,7 +26,7 @@ def remote_add(
 
 
 @remote_app.command("list")
-def remote_list(as_json: bool = typer.Option(False, "--json")) -> None:
+def remote_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List remotes."""
     repo = open_repo()
     remotes = repo.config.get("remotes", {})
@@ -55,7 +55,7 @@ def push(
     remote: str = typer.Argument("origin", help="Remote name."),
     refs: list[str] = typer.Argument(None, help="Branches or tags (default: the current branch).", show_default=False),
     force: bool = typer.Option(False, "--force", help="Allow a non-fast-forward update."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Send the objects the remote lacks, then update its refs (compare-and-swap)."""
     from ..transfer import push as do_push
@@ -77,7 +77,7 @@ def push(
 
 def fetch(
     remote: str = typer.Argument("origin", help="Remote name."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Fetch refs, commits and trees (file contents come when a checkout needs them)."""
     from ..transfer import fetch as do_fetch
@@ -96,7 +96,7 @@ def fetch(
 
 def pull(
     remote: str = typer.Argument("origin", help="Remote name."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Fetch, then fast-forward the current branch (or refuse and say to merge)."""
     from ..transfer import pull as do_pull

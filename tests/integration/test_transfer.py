@@ -205,7 +205,7 @@ def test_push_refuses_non_fast_forward(tmp_path: Path) -> None:
     push(a)
     (b.root / "b.txt").write_text("b")
     b.commit("b")
-    with pytest.raises(NonFastForward, match="pull"):
+    with pytest.raises(NonFastForward, match="dvx fetch origin' and 'dvx merge origin/main'"):
         push(b)
 
 

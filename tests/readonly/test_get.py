@@ -16,12 +16,12 @@ import pytest
 
 import dvx
 from dvx.errors import CorruptObject, DvxError, RemoteError, UnknownRevision
-from dvx.get import NETWORK_GAP, RemoteSource, get, open_remote_source
 from dvx.ids import hash_bytes
 from dvx.model import FILE
 from dvx.readonly import checkout_to
 from dvx.remote.backend import open_backend
 from dvx.repo import Repo
+from dvx.source import NETWORK_GAP, RemoteSource, get, open_remote_source
 from dvx.store.pack import RECORD_HEADER
 from dvx.transfer import add_remote, push
 

@@ -92,3 +92,14 @@ def test_a_corrupted_chunk_is_detected_on_read(h, fresh_dataset: Repo) -> None:
     with pytest.raises(CorruptObject):
         fh.read()
     fh.close()
+
+
+def test_dvx_get_stays_a_function_after_open_and_checkout(tmp_path) -> None:
+    """A submodule named like the function once replaced ``dvx.get`` after ``dvx.open`` had imported it."""
+    import subprocess
+    import sys
+
+    code = ("import dvx, sys\n"
+            "try:\n    dvx.open('/nonexistent-remote', 'v1', 'x')\nexcept dvx.DvxError:\n    pass\n"
+            "assert callable(dvx.get), type(dvx.get)\nassert callable(dvx.checkout) and callable(dvx.open)\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)

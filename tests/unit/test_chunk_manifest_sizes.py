@@ -19,11 +19,11 @@ import pytest
 from dvx import codec
 from dvx.cache import Cache
 from dvx.errors import CorruptObject
-from dvx.get import RemoteContent
 from dvx.ids import hash_bytes
 from dvx.model import Commit
 from dvx.readonly import checkout_to, open_file
 from dvx.repo import Repo
+from dvx.source import RemoteContent
 from dvx.store import BLOB, CHUNKED, COMMIT, TREE, encode_manifest
 from dvx.store.pack import IndexEntry
 

@@ -185,3 +185,68 @@ def test_a_reader_whose_packs_were_merged_by_another_writer_reads_on(repo: Repo)
         assert len(reader.log()) == MAX_SMALL_PACKS + 6
     finally:
         reader.close()
+
+
+def _misplace(repo: Repo, name: str, *, duplicate: bool = False) -> str:
+    """A commit on top of HEAD whose bucketed folder big/ holds ``name`` in the wrong bucket (or, with
+    ``duplicate``, in both its own, with other content, and a wrong one): what a hostile writer could push."""
+    from dvx.ids import hash_bytes
+    from dvx.model import DIR, TREE_VERSION, Commit, Entry, _bucket_of, _dumps, encode_tree
+    from dvx.store import COMMIT, TREE
+
+    _, head = repo.refs.head()
+    assert head is not None
+    c = repo.read_commit(head)
+    root = repo.trees.read_dir(c.tree)
+    big = next(e for e in root if e.name == "big")
+    node = repo.trees.node(big.id)
+    rows = {b: list(repo.trees.node(sub).entries or []) for b, sub, _, _ in node.buckets}
+    home = _bucket_of(name, 0)
+    victim = next(e for e in rows[home] if e.name == name)
+    if duplicate:
+        rows[home] = [e._replace(id=hash_bytes(b"other"), size=5) if e.name == name else e for e in rows[home]]
+    else:
+        rows[home] = [e for e in rows[home] if e.name != name]
+    wrong = next(b for b in rows if b != home)
+    rows[wrong] = sorted([*rows[wrong], victim], key=lambda e: e.name)
+    new, buckets = [], []
+    for b in sorted(rows):
+        data = _dumps({"v": TREE_VERSION, "entries": [e.to_json() for e in rows[b]]})
+        new.append((hash_bytes(data), data))
+        buckets.append([b, hash_bytes(data), len(rows[b]), sum(e.size for e in rows[b])])
+    data = _dumps({"v": TREE_VERSION, "depth": 0, "buckets": buckets})
+    new.append((hash_bytes(data), data))
+    nodes = encode_tree([Entry("big", DIR, hash_bytes(data), big.size) if e.name == "big" else e for e in root])
+    commit = Commit(nodes[-1][0], (head,), "misplaced", c.author, c.time)
+    with repo.store.writer() as w:
+        for i, d in [*new, *nodes]:
+            w.add(i, TREE, d)
+        w.add(commit.id, COMMIT, commit.encode())
+    return commit.id
+
+
+def test_a_tree_that_misplaces_a_name_is_damage_and_never_poisons_a_commit(repo: Repo) -> None:
+    from dvx.errors import CorruptObject
+
+    _big(repo)
+    base = repo.commit("base")
+    evil = _misplace(repo, "f00007")
+    repo.create_branch("evil", evil)
+    report = repo.fsck()
+    assert not report.ok and any("wrong bucket" in why for why in report.bad.values())
+    repo.checkout("evil", force=True)  # a forced checkout reads the full listing, as ls does
+    (repo.root / "big" / "f00007").unlink()
+    assert repo.status().deleted == ["big/f00007"]
+    fixed = repo.commit("delete f7")  # HEAD's buckets cannot be patched: built in full
+    assert "big/f00007" not in dict(repo.ls(fixed)) and repo.status().to_json()["deleted"] == []
+    with repo.store.writer() as w:
+        from dvx.trees import build
+
+        assert build(w, repo._work_entries()[0]) == repo.read_commit(fixed).tree  # noqa: SLF001
+    repo.create_branch("dup", _misplace(repo, "f00009", duplicate=True))
+    for call in (lambda: repo.diff(base, "dup"), lambda: repo.checkout("dup")):
+        try:
+            call()
+            raise AssertionError("a folder listing a name twice was accepted")
+        except CorruptObject as exc:
+            assert "wrong bucket" in str(exc) or "twice" in str(exc)
