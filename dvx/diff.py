@@ -27,10 +27,22 @@ class Change:
         if self.old_path is not None:
             out["from"] = self.old_path
         if self.old is not None:
-            out["old"] = {"kind": self.old.kind, "id": self.old.id, "size": self.old.size, "executable": self.old.executable}
+            out["old"] = _side(self.old)
         if self.new is not None:
-            out["new"] = {"kind": self.new.kind, "id": self.new.id, "size": self.new.size, "executable": self.new.executable}
+            out["new"] = _side(self.new)
         return out
+
+
+_KIND_WORDS = {"f": "file", "l": "symlink", "d": "directory"}
+
+
+def _side(e: Entry) -> dict[str, Any]:
+    """One side of a change in ``--json``: the words ``ls --json`` uses, and a symlink's target."""
+    doc: dict[str, Any] = {"kind": _KIND_WORDS.get(e.kind, e.kind), "id": e.id, "size": e.size,
+                           "executable": e.executable}
+    if e.target is not None:
+        doc["target"] = e.target
+    return doc
 
 
 @dataclass

@@ -215,7 +215,10 @@ def conflict_message(conflicts: Sequence[Conflict], limit: int = MESSAGE_PATHS_L
     listed = ", ".join(c.summary() for c in conflicts[:limit])
     if n > limit:
         listed += f", and {n - limit} more{f' ({more})' if more else ''}"
-    return f"merge conflict in {n} path{'' if n == 1 else 's'}: {listed}; nothing was changed"
+    return f"merge conflict in {n} path{'' if n == 1 else 's'}: {listed}; nothing was changed{CONFLICT_HINT}"
+
+
+CONFLICT_HINT = " (--strategy ours or --strategy theirs resolves each toward one side)"
 
 
 # --- the three-way merge of trees ----------------------------------------------------------------------------

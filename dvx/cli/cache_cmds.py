@@ -86,7 +86,8 @@ def print_report(report: Any, verb: str, as_json: bool, *, downloads: bool = Fal
     core.out(
         f"{verb} {report.commit[:12]} into {report.dest} ({kind}, {report.link}): {report.files} files; "
         f"{report.written} written ({how}), {report.kept} unchanged, {report.removed} removed; "
-        f"{fetched}{report.objects_extracted} objects ({core.human(report.bytes_extracted)}) added to the cache"
+        f"{fetched}{report.objects_extracted} object{'' if report.objects_extracted == 1 else 's'} "
+        f"({core.human(report.bytes_extracted)}) added to the cache"
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from dvx.merge import CONFLICT_HINT
 from dvx.repo import Repo
 
 
@@ -68,7 +69,7 @@ def test_conflict_changes_nothing(forked: Repo, h: Any) -> None:
     ]
     assert proc.stderr == (
         "dvx: error: merge conflict in 3 paths: a.txt (both modified), b.txt (both added), "
-        "d/y (modified here, deleted in feature); nothing was changed\n"
+        "d/y (modified here, deleted in feature); nothing was changed" + CONFLICT_HINT + "\n"
     )
     assert h.snapshot(forked.root) == before
     assert all(e.commit.message != "should not happen" for e in forked.log())

@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 
 from dvx.errors import MergeConflict
 from dvx.graph import render_graph, rewrite_parents
-from dvx.merge import DELETED_MODIFIED, MODIFIED_DELETED, ancestors, merge, merge_bases, merge_trees
+from dvx.merge import (
+    CONFLICT_HINT,
+    DELETED_MODIFIED,
+    MODIFIED_DELETED,
+    ancestors,
+    merge,
+    merge_bases,
+    merge_trees,
+)
 from dvx.model import Commit
 from dvx.refs import HEADS
 from dvx.repo import Repo
@@ -137,14 +145,14 @@ def test_many_conflicts_make_one_short_line_and_json_lists_them_all(repo: Repo, 
         merge(repo, ["feature"])
     assert len(info.value.conflicts) == n  # the API has every one
     assert str(info.value).startswith("merge conflict in 1000 paths: data/0000 (both modified), data/0001 ")
-    assert str(info.value).endswith(", and 980 more (see MergeConflict.conflicts); nothing was changed")
+    assert str(info.value).endswith(", and 980 more (see MergeConflict.conflicts); nothing was changed" + CONFLICT_HINT)
     before = h.snapshot(repo.root)
     proc = h.run_dvx(repo.root, "merge", "feature", check=False)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and len(proc.stderr) < 1000, proc.stderr
     assert proc.stderr.startswith("dvx: error: merge conflict in 1000 paths: data/0000 (both modified), ")
     assert proc.stderr.endswith(
-        "data/0019 (both modified), and 980 more (--json lists them all); nothing was changed\n"
+        "data/0019 (both modified), and 980 more (--json lists them all); nothing was changed" + CONFLICT_HINT + "\n"
     )
     proc = h.run_dvx(repo.root, "merge", "feature", "--json", check=False)
     assert proc.returncode == 1 and len(json.loads(proc.stdout)["conflicts"]) == n
@@ -159,7 +167,7 @@ def test_conflict_on_a_path_with_a_newline_stays_one_line(repo: Repo, h: Any) ->
     with pytest.raises(MergeConflict) as info:
         merge(repo, ["feature"], update_worktree=False)
     assert str(info.value) == (
-        "merge conflict in 2 paths: 'a\\nb' (both modified), 'c\\x1b[2J' (both modified); nothing was changed"
+        "merge conflict in 2 paths: 'a\\nb' (both modified), 'c\\x1b[2J' (both modified); nothing was changed" + CONFLICT_HINT
     )
 
 

@@ -12,6 +12,7 @@ from dvx.errors import DirtyWorkingTree, MergeConflict, RefExists, UsageError
 from dvx.merge import (
     BOTH_ADDED,
     BOTH_MODIFIED,
+    CONFLICT_HINT,
     MODIFIED_DELETED,
     UnrelatedHistories,
     ancestors,
@@ -170,7 +171,7 @@ def test_octopus_conflicts_from_every_step_are_collected(repo: Repo, h: Any) -> 
     got = [(c.path, c.kind, c.theirs_label) for c in info.value.conflicts]  # type: ignore[attr-defined]
     assert got == [("a", BOTH_MODIFIED, "one"), ("new", BOTH_ADDED, "two")]
     assert str(info.value) == (
-        "merge conflict in 2 paths: a (both modified), new (both added); nothing was changed"
+        "merge conflict in 2 paths: a (both modified), new (both added); nothing was changed" + CONFLICT_HINT
     )
     assert h.snapshot(repo.root) == before
     res = merge(repo, ["one", "two"], strategy="theirs")

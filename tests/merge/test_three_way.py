@@ -10,6 +10,7 @@ import pytest
 from dvx.merge import (
     BOTH_ADDED,
     BOTH_MODIFIED,
+    CONFLICT_HINT,
     DELETED_MODIFIED,
     FILE_DIRECTORY,
     MODIFIED_DELETED,
@@ -265,7 +266,7 @@ def test_conflict_descriptions(mem: Any) -> None:
     }
     msg = conflict_message(conflicts)
     assert msg.startswith("merge conflict in 6 paths: a.txt (both modified), b/ (file vs directory")
-    assert msg.endswith("; nothing was changed") and "\n" not in msg
+    assert msg.endswith("; nothing was changed" + CONFLICT_HINT) and "\n" not in msg
     by_path = {c.path: c for c in conflicts}
     assert by_path["e"].ours_did == "made executable" and by_path["e"].theirs_did == "modified"
     assert by_path["l"].ours_did == "changed symlink target"

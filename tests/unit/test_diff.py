@@ -94,5 +94,12 @@ def test_to_json_shape() -> None:
     d = diff_flat({"a": f("a", b"1")}, {"a": f("a", b"22"), "b": f("b", b"3")})
     doc = d.to_json()
     assert set(doc) == {"added", "deleted", "modified", "renamed", "stats"}
-    assert doc["added"] == [{"path": "b", "new": {"kind": "f", "id": hash_bytes(b"3"), "size": 1, "executable": False}}]
+    assert doc["added"] == [{"path": "b", "new": {"kind": "file", "id": hash_bytes(b"3"), "size": 1, "executable": False}}]
     assert doc["modified"][0]["old"]["size"] == 1 and doc["modified"][0]["new"]["size"] == 2
+
+
+def test_json_names_kinds_as_ls_does_and_gives_link_targets() -> None:
+    doc = diff_flat({"l": link_entry("l", "a")}, {"l": link_entry("l", "b")}).to_json()
+    assert doc["modified"] == [{"path": "l", "old": {**doc["modified"][0]["old"]}, "new": {**doc["modified"][0]["new"]}}]
+    assert doc["modified"][0]["old"]["kind"] == "symlink" and doc["modified"][0]["old"]["target"] == "a"
+    assert doc["modified"][0]["new"]["target"] == "b"
