@@ -211,7 +211,7 @@ class Repo:
             raise RepositoryExists(f"a dvx repository already exists in {root}")
         check_ref_name(branch)
         if type(compression_level) is not int or compression_level not in codec.LEVELS:
-            raise BadConfig(f"compression level must be 1..22, not {compression_level}")
+            raise UsageError(f"compression level must be 1..22, not {compression_level}")
         try:
             durable.make_dirs(root)
             staging = root / f".dvx-init-{os.getpid()}"

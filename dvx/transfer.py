@@ -175,7 +175,18 @@ def add_remote(repo: Repo, name: str, url: str, options: dict[str, str], *, chec
     url = absolute_url(url)
     backend = open_backend(url, options)  # refuses unknown schemes
     if check:
-        backend.check()
+        from .source import is_url
+
+        local = None if is_url(url) else os.path.expanduser(url)
+        if local is not None and not os.path.isdir(os.path.dirname(os.path.abspath(local)) or "/"):
+            raise UsageError(f"cannot use {url} as a remote: the folder it would be made in does not exist")
+        made = local is not None and not os.path.exists(local)
+        try:
+            backend.check()
+        finally:
+            if made:  # the probe made the folder: leave no trace of it (the first push makes it again)
+                with contextlib.suppress(OSError):
+                    os.rmdir(local)  # type: ignore[arg-type]
     repo.config.setdefault("remotes", {})[name] = {"url": url, "options": options}
     repo.save_config()
     return url

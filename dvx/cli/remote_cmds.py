@@ -85,11 +85,11 @@ def fetch(
     repo = open_repo()
     with transfer_bar("fetching") as (cb, objects):
         stats = do_fetch(repo, remote, progress=cb, objects=objects)
+    for warning in stats.warnings:
+        err(f"dvx: warning: {warning}")
     if as_json:
         print_json(stats.to_json())
         return
-    for warning in stats.warnings:
-        err(f"dvx: warning: {warning}")
     updated = ", ".join(stats.refs_updated) or "no ref changed"
     out(f"Fetched {stats.objects} objects ({human(stats.bytes)}); {updated}")
 

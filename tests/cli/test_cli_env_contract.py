@@ -166,3 +166,17 @@ def test_names_with_control_characters_or_arrows_are_quoted_as_git_does(repo: Re
     (repo.root / "a\nb").write_text("local edit")
     r = run_dvx(["checkout", "HEAD~1"], repo.root, check=False)  # refused, naming the file: still one line
     assert len(r.stderr.splitlines()) == 1 and "a\\nb" in r.stderr
+
+
+def test_remote_add_of_a_local_folder_leaves_no_trace_and_refuses_a_typo(repo: Repo, run_dvx, tmp_path) -> None:
+    _one_commit(repo)
+    r = run_dvx(["remote", "add", "typo", str(tmp_path / "no-such" / "deeper" / "remote")], repo.root, check=False)
+    assert "does not exist" in r.stderr and not (tmp_path / "no-such").exists()
+    run_dvx(["remote", "add", "ok", str(tmp_path / "new-remote")], repo.root, check=True)
+    assert not (tmp_path / "new-remote").exists()  # the probe's folder is gone again; push makes it
+    run_dvx(["push", "ok"], repo.root, check=True)
+    assert (tmp_path / "new-remote" / "dvx-remote.json").is_file()
+    other = tmp_path / "other"
+    Repo.init(other).close()
+    r = run_dvx(["remote", "add", "theirs", str(other)], repo.root, check=False)
+    assert "is a dvx repository, not a remote" in r.stderr and not (other / "dvx-remote.json").exists()
