@@ -1254,15 +1254,23 @@ class Repo:
         Iterative (a stack of the nodes being checked): trees can be nested deeper than Python's recursion limit.
         """
 
+        routed: set[tuple[str, bytes]] = set()
+
         def items(node_id: str, route: bytes = b"") -> Iterator[Entry | tuple[str, bytes]] | None:
             """What a node holds: entries, or for a bucket node ``(sub-node, bucket bytes so far)``. Under a
-            bucket (``route``), every name must hash to it (docs/format.md §9.4): lookups rely on that."""
-            if node_id in seen:
+            bucket (``route``), every name must hash to it and a bucket node's depth must be ``len(route)``
+            (docs/format.md §9.4): lookups rely on both. A node met under another route is checked again."""
+            if route:
+                if (node_id, route) in routed:
+                    return None
+                routed.add((node_id, route))
+            elif node_id in seen:
                 return None
+            first = node_id not in seen
             seen.add(node_id)
             try:
                 node = self.trees.node(node_id)
-                report.objects += 1
+                report.objects += first
             except MissingObject:
                 report.missing.append(node_id)
                 return None
@@ -1270,6 +1278,9 @@ class Repo:
                 report.bad[node_id] = str(exc)
                 return None
             if node.entries is None:
+                if node.depth != len(route) or not 0 <= node.depth < 32:
+                    report.bad[node_id] = f"tree {node_id} is a bucket node at depth {node.depth}, not {len(route)}"
+                    return None
                 return iter([(sub, route + bytes([b])) for b, sub, _, _ in node.buckets])
             if route:
                 import blake3

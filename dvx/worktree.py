@@ -30,7 +30,7 @@ from typing import Any
 import zstandard
 
 from . import codec, durable
-from .errors import BadPath, CorruptObject, DvxError, StorageError, os_error
+from .errors import BadPath, CorruptObject, DvxError, StorageError, UsageError, os_error
 from .ids import hash_bytes, hasher
 from .model import FILE, LINK, MAX_NAME_BYTES, Entry, check_name, link_entry
 from .store import BLOB, CHUNKED, ObjectStore, StoreWriter, encode_manifest
@@ -124,7 +124,10 @@ class IgnoreRules:
         import pathspec  # only repositories with a .dvxignore pay for importing it
 
         def compiled(line: str) -> Any:
-            patterns = pathspec.GitIgnoreSpec.from_lines([line]).patterns
+            try:
+                patterns = pathspec.GitIgnoreSpec.from_lines([line]).patterns
+            except ValueError:
+                return None  # a line git cannot read either (a lone `!`, a trailing backslash): it matches nothing
             return patterns[0] if patterns and patterns[0].include is not None else None
 
         # (include, regex, for folders only), last first: the first that counts decides.
@@ -243,7 +246,10 @@ def select_paths(items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | N
 
     import pathspec  # imported only when patterns are given
 
-    spec = pathspec.GitIgnoreSpec.from_lines(patterns)
+    try:
+        spec = pathspec.GitIgnoreSpec.from_lines(patterns)
+    except ValueError as exc:
+        raise UsageError(f"invalid pattern: {exc}") from None
     globs = [pat for pat in patterns if not pat.startswith("!")]
 
     def keep(path: str) -> bool:

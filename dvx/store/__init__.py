@@ -137,21 +137,17 @@ class ObjectStore:
             return self._table
 
     def _relist(self) -> None:
-        """List the packs again, keeping the open descriptors (another thread may be reading through one; a
-        replaced pack stays readable through it until :meth:`close`)."""
+        """List the packs again. Open descriptors stay open until :meth:`close`: another thread may be reading
+        through one (closing it would let the number be reused for another file mid-read), and a replaced
+        pack stays readable through it."""
         with self._lock:
             self._packs.clear()
             self._table = None
             self._load_packs()
 
     def reload_packs(self) -> None:
-        """Forget every pack and list them again, closing the descriptors (after this process replaced packs:
-        the space of the deleted ones is freed now)."""
-        with self._lock:
-            self.close()
-            self._packs.clear()
-            self._table = None
-            self._load_packs()
+        """Forget every pack and list them again (after this process replaced some: a gc, a merge of packs)."""
+        self._relist()
 
     def refresh(self) -> None:
         """Pick up packs written by other processes since this store was opened."""

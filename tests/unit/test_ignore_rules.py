@@ -82,3 +82,14 @@ def test_a_committed_file_now_ignored_is_not_overwritten_by_checkout(repo: Repo)
     (repo.root / "X").write_text("edited again")
     repo.checkout("main", force=True)  # --force discards it, as for any tracked file
     assert (repo.root / "X").read_text() == "v2"
+
+
+def test_lines_git_cannot_read_match_nothing_and_bad_ls_patterns_are_one_line(repo: Repo, run_dvx) -> None:
+    (repo.root / "f").write_text("x")
+    (repo.root / "a").write_text("y")
+    (repo.root / ".dvxignore").write_text("!\na\\\n")
+    assert sorted(repo.status().added) == [".dvxignore", "a", "f"]  # as git: both lines are skipped
+    repo.commit("one")
+    for pattern in ("!", "a\\"):
+        r = run_dvx(["ls", "HEAD", pattern], repo.root, check=False)
+        assert r.stderr.startswith("dvx: error: invalid pattern") and len(r.stderr.splitlines()) == 1

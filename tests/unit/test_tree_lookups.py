@@ -250,3 +250,94 @@ def test_a_tree_that_misplaces_a_name_is_damage_and_never_poisons_a_commit(repo:
             raise AssertionError("a folder listing a name twice was accepted")
         except CorruptObject as exc:
             assert "wrong bucket" in str(exc) or "twice" in str(exc)
+
+
+def test_readers_in_threads_while_the_same_repo_commits_and_merges_packs(repo: Repo) -> None:
+    """Merging packs must not close descriptors that other threads read through (a closed number is reused
+    by the next open file: reads failed with EBADF, or read another file's bytes and looked corrupt)."""
+    import threading
+
+    for i in range(20):
+        (repo.root / f"f{i}").write_text(f"content {i}\n" * 50)
+    first = repo.commit("base")
+    ids = [e.id for _, e in repo.ls(first)]
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            for oid in ids:
+                try:
+                    repo.store.get(oid)
+                except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                    errors.append(f"{type(exc).__name__}: {exc}")
+
+    def churn() -> None:  # other files the process opens take any number a close frees
+        while not stop.is_set():
+            os.close(os.open(os.devnull, os.O_RDONLY))
+
+    # A read between taking a pack's descriptor and reading through it, made deterministic:
+    info = repo.store.info(ids[0])
+    assert info is not None and info.pack is not None
+    held = repo.store._fd(info.pack)  # noqa: SLF001
+    assert held is not None
+    inode = os.fstat(held).st_ino
+    threads = [threading.Thread(target=read) for _ in range(2)] + [threading.Thread(target=churn)]
+    for t in threads:
+        t.start()
+    try:
+        for k in range(3 * MAX_SMALL_PACKS):
+            (repo.root / "changing").write_text(str(k))
+            repo.commit(f"c{k}")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert len(list(Path(repo.store.pack_dir).glob("*.pack"))) <= MAX_SMALL_PACKS + 1
+    assert info.pack not in repo.store.packs()  # merged away meanwhile
+    assert os.fstat(held).st_ino == inode  # still open, on the same (now unlinked) pack
+
+
+def test_fsck_checks_bucket_depth_and_placement_under_every_route(repo: Repo) -> None:
+    """A sub-bucket whose depth is not its parent's plus one passed fsck (ls refused it); a leaf met first as a
+    plain folder was not checked again where it also sits under a bucket."""
+    import blake3
+
+    from dvx.ids import hash_bytes
+    from dvx.model import DIR, FILE, Entry, _dumps, encode_tree
+    from dvx.store import BLOB, TREE
+
+    def h(n: str) -> bytes:
+        return blake3.blake3(n.encode()).digest()
+
+    blob = b"hello\n"
+    bid = hash_bytes(blob)
+    b0 = h("n0")[0]
+    names = [n for n in (f"n{i}" for i in range(3000)) if h(n)[0] == b0][:2]
+    nodes: list[tuple[str, bytes]] = []
+    subs = []
+    for n in names:
+        leaf = encode_tree([Entry(n, FILE, bid, len(blob))])
+        nodes += leaf
+        subs.append([h(n)[1], leaf[-1][0], 1, len(blob)])
+    sub_data = _dumps({"v": 1, "depth": 5, "buckets": sorted(subs)})
+    top_data = _dumps({"v": 1, "depth": 0, "buckets": [[b0, hash_bytes(sub_data), 2, 2 * len(blob)]]})
+    # A plain folder whose leaf also hangs, under a bucket byte none of its names has, below another root.
+    plain = encode_tree([Entry("m1", FILE, bid, len(blob)), Entry("m2", FILE, bid, len(blob))])
+    wrong = next(b for b in range(256) if all(h(n)[0] != b for n in ("m1", "m2")))
+    misplaced = _dumps({"v": 1, "depth": 0, "buckets": [[wrong, plain[-1][0], 2, 2 * len(blob)]]})
+    with_plain = encode_tree([Entry("dir", DIR, plain[-1][0], 2 * len(blob))])
+    with repo.store.writer() as w:
+        w.add(bid, BLOB, blob)
+        for nid, data in [*nodes, (hash_bytes(sub_data), sub_data), (hash_bytes(top_data), top_data), *plain,
+                          (hash_bytes(misplaced), misplaced), *with_plain]:
+            w.add(nid, TREE, data)
+    bad_depth = repo.write_commit(hash_bytes(top_data), [], "depth 5 under depth 0")
+    base = repo.write_commit(hash_bytes(misplaced), [], "the leaf under a wrong bucket")
+    tip = repo.write_commit(with_plain[-1][0], [base], "the same leaf as a plain folder")
+    repo.refs.update("refs/heads/main", tip, None)
+    bad = repo.fsck().bad
+    assert any("wrong bucket" in why for why in bad.values()), bad
+    repo.refs.update("refs/heads/other", bad_depth, None)
+    assert any("depth 5, not 1" in why for why in repo.fsck().bad.values())
