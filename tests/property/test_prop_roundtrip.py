@@ -217,3 +217,32 @@ def test_diff_flat_partitions_the_paths(old: dict[str, Entry], new: dict[str, En
         p not in new or p not in old or differs(old[p], new[p]) for p in set(old) | set(new)))
     assert d.stats()["added"] + d.stats()["renamed"] == len(set(new) - set(old))
     assert all(c.new is not None and c.new.kind in (FILE, LINK) for c in d.added)
+
+
+@SETTINGS
+@given(trees=st.lists(SMALL_TREES, min_size=3, max_size=5), back=st.integers(0, 10))
+def test_commits_on_patched_listings_equal_a_full_build(tmp_path: Path, trees: list[dict[str, Any]], back: int) -> None:
+    """Commits build on HEAD's listing from the stat cache, and a non-forced checkout patches that listing for
+    its target: after any sequence of commits and checkouts, each commit's tree is what a full build of the
+    working tree gives, and status is clean."""
+    from dvx.trees import build
+
+    repo = new_repo(tmp_path)
+    try:
+        commits = []
+        for i, tree in enumerate(trees):
+            clear_worktree(repo.root)
+            write_tree(repo.root, tree)
+            commits.append(repo.commit(f"c{i}", allow_empty=True))
+            listing = repo._work_entries()[0]  # noqa: SLF001 - a fresh scan, hashed
+            with repo.store.writer() as w:
+                assert build(w, listing) == repo.read_commit(commits[-1]).tree
+            assert not repo.status()
+            if i == 1:
+                repo.checkout(commits[back % len(commits)])  # later commits are made on the patched listing
+                assert on_disk(repo.root) == expected(trees[back % len(commits)])
+                assert not repo.status()
+        assert repo.fsck().ok
+    finally:
+        repo.close()
+        shutil.rmtree(repo.root)
