@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import blake3
 
-from .errors import CorruptObject
+from .errors import CorruptObject, MissingObject
 from .model import DIR, Entry, TreeNode, decode_tree, encode_tree, patch_tree
 from .store import TREE, ObjectStore, StoreWriter
 
@@ -185,8 +185,8 @@ def build(
     if base is not None:
         try:
             return _build_on(writer, files, *base)
-        except CorruptObject:
-            pass  # the base tree misplaces a name (a hostile writer): build without it, as if there were none
+        except (CorruptObject, MissingObject):
+            pass  # the base tree misplaces a name (a hostile writer), or is damaged: build without it
     children: dict[str, dict[str, Entry]] = {"": {}}
     for path in files:
         parent = path.rpartition("/")[0]
