@@ -277,7 +277,6 @@ def remove_tree(path: str | Path) -> None:
     level and fails past ~1000, which a real tree reaches. One directory descriptor is open at a time, and every
     name is resolved from it, so no path grows longer than one name and no symlink is followed. Raises
     :class:`OSError`; a path that is not there is fine."""
-    flags = _DIR_FLAGS
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -285,7 +284,7 @@ def remove_tree(path: str | Path) -> None:
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(path)
         return
-    fd = os.open(path, flags)
+    fd = os.open(path, _DIR_FLAGS)
     names: list[str] = []  # the folders descended into, below ``path``
     try:
         while True:
@@ -297,14 +296,14 @@ def remove_tree(path: str | Path) -> None:
                         break
                     os.unlink(e.name, dir_fd=fd)
             if sub is not None:
-                inner = os.open(sub, flags, dir_fd=fd)
+                inner = os.open(sub, _DIR_FLAGS, dir_fd=fd)
                 os.close(fd)
                 fd = inner
                 names.append(sub)
                 continue
             if not names:
                 break
-            parent = os.open("..", flags, dir_fd=fd)
+            parent = os.open("..", _DIR_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = parent
             os.rmdir(names.pop(), dir_fd=fd)

@@ -108,6 +108,11 @@ def _bucket_of(name: str, depth: int) -> int:
     return blake3.blake3(name.encode("utf-8")).digest()[depth]
 
 
+def misplaced(name: str, route: bytes) -> bool:
+    """True if ``name`` does not belong under the bucket bytes ``route`` (one per level, from depth 0)."""
+    return bool(route) and blake3.blake3(name.encode("utf-8", "surrogateescape")).digest()[: len(route)] != route
+
+
 def encode_tree(entries: list[Entry]) -> list[tuple[str, bytes]]:
     """Serialize one directory; return ``[(id, bytes), ...]`` for its node and any bucket nodes, root last."""
     ordered = sorted(entries, key=lambda e: e.name)
@@ -136,10 +141,9 @@ def patch_tree(
     writer can) raises :class:`CorruptObject`, and the caller builds in full instead."""
     node = read_node(node_id)
     if node.entries is not None:
-        if route:
-            for old in node.entries:
-                if blake3.blake3(old.name.encode("utf-8", "surrogateescape")).digest()[: len(route)] != route:
-                    raise CorruptObject(f"tree {node_id} holds {old.name!r} in the wrong bucket", node_id)
+        wrong = next((e.name for e in node.entries if misplaced(e.name, route)), None) if route else None
+        if wrong is not None:
+            raise CorruptObject(f"tree {node_id} holds {wrong!r} in the wrong bucket", node_id)
         current = {e.name: e for e in node.entries}
         for name, change in changes.items():
             if (name in current) != (name in existed):

@@ -50,7 +50,7 @@ from .errors import (
 )
 from .ids import is_id, is_id_prefix
 from .lock import RepoLock
-from .model import DIR, FILE, LINK, Commit, Entry, decode_commit, link_entry
+from .model import DIR, FILE, LINK, Commit, Entry, decode_commit, link_entry, misplaced
 from .refs import HEADS, REMOTES, TAGS, RefStore, check_ref_name, is_ref_name
 from .store import BLOB, CHUNKED, COMMIT, TREE, TYPE_WORDS, ObjectStore, StoreWriter, parse_manifest
 from .store.pack import scan_pack
@@ -1282,13 +1282,9 @@ class Repo:
                     report.bad[node_id] = f"tree {node_id} is a bucket node at depth {node.depth}, not {len(route)}"
                     return None
                 return iter([(sub, route + bytes([b])) for b, sub, _, _ in node.buckets])
-            if route:
-                import blake3
-
-                for e in node.entries:
-                    if blake3.blake3(e.name.encode("utf-8", "surrogateescape")).digest()[: len(route)] != route:
-                        report.bad[node_id] = f"tree {node_id} holds {e.name!r} in the wrong bucket"
-                        break
+            wrong = next((e.name for e in node.entries if misplaced(e.name, route)), None) if route else None
+            if wrong is not None:
+                report.bad[node_id] = f"tree {node_id} holds {wrong!r} in the wrong bucket"
             return iter(node.entries)
 
         top = items(tree_id)

@@ -13,7 +13,7 @@ from functools import lru_cache
 import blake3
 
 from .errors import CorruptObject, MissingObject
-from .model import DIR, Entry, TreeNode, decode_tree, encode_tree, patch_tree
+from .model import DIR, Entry, TreeNode, decode_tree, encode_tree, misplaced, patch_tree
 from .store import TREE, ObjectStore, StoreWriter
 
 EMPTY_TREE_ENTRIES: list[Entry] = []
@@ -121,10 +121,9 @@ class TreeReader:
         if node_id is None:
             return {}
         entries = self.read_dir(node_id)
-        if route:
-            for e in entries:
-                if blake3.blake3(e.name.encode("utf-8", "surrogateescape")).digest()[: len(route)] != route:
-                    raise CorruptObject(f"tree {node_id} holds {e.name!r} in the wrong bucket", node_id)
+        wrong = next((e.name for e in entries if misplaced(e.name, route)), None) if route else None
+        if wrong is not None:
+            raise CorruptObject(f"tree {node_id} holds {wrong!r} in the wrong bucket", node_id)
         return {e.name: e for e in entries}
 
     def flatten(self, tree_id: str | None) -> dict[str, Entry]:

@@ -1034,15 +1034,10 @@ def remove_path(root: Path, rel: str) -> None:
 def remove_untracked(root: Path, rel: str) -> None:
     """Delete an ignored file, symlink or folder that stands where a checkout puts something (never following
     a symlink); nothing there is fine."""
-    path = root / rel
     try:
-        st = os.lstat(path)
-        if stat.S_ISDIR(st.st_mode):
-            durable.remove_tree(path)
-        else:
-            os.unlink(path)
+        durable.remove_tree(root / rel)
     except FileNotFoundError:
-        pass
+        pass  # gone meanwhile
     except OSError as exc:
         raise os_error(exc, f"cannot delete {rel}") from exc
 

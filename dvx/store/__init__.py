@@ -136,18 +136,14 @@ class ObjectStore:
                 self._table = table
             return self._table
 
-    def _relist(self) -> None:
-        """List the packs again. Open descriptors stay open until :meth:`close`: another thread may be reading
-        through one (closing it would let the number be reused for another file mid-read), and a replaced
-        pack stays readable through it."""
+    def reload_packs(self) -> None:
+        """Forget every pack and list them again (after a gc or a merge of packs replaced some). Open
+        descriptors stay open until :meth:`close`: another thread may be reading through one (closing it would
+        let the number be reused for another file mid-read), and a replaced pack stays readable through it."""
         with self._lock:
             self._packs.clear()
             self._table = None
             self._load_packs()
-
-    def reload_packs(self) -> None:
-        """Forget every pack and list them again (after this process replaced some: a gc, a merge of packs)."""
-        self._relist()
 
     def refresh(self) -> None:
         """Pick up packs written by other processes since this store was opened."""
@@ -278,7 +274,7 @@ class ObjectStore:
                 # The pack was replaced since it was listed (another process merged small packs, or ran gc):
                 # list the packs again and read the object where it is now (docs/format.md §15.4). A repack
                 # copies payloads unchanged, so ``found``'s codec and sizes still hold.
-                self._relist()
+                self.reload_packs()
                 again = self._find(found.id)
                 if again is None:
                     raise MissingObject(f"object {found.id} is missing from the store", found.id)
