@@ -453,11 +453,16 @@ _SYNC_THREADS = 4
 
 
 def start_writeback(fd: int, offset: int = 0, length: int = 0) -> None:
-    """Ask the kernel to start writing a file's dirty pages to disk now, without waiting for it.
+    """Ask the kernel to start writing a file's dirty pages to disk now, without waiting for it, and to drop
+    the pages of the range that are already on disk.
 
-    Linux starts writeback for ``POSIX_FADV_DONTNEED`` (pages still dirty stay cached), as PostgreSQL's
-    ``pg_flush_data`` relies on. The disk then works while the CPU hashes and compresses, and the fsync that
-    makes the data durable finds little left to write. Only a hint: where unsupported, the fsync does it all.
+    Linux starts writeback for ``POSIX_FADV_DONTNEED`` and drops the range's clean pages (pages still dirty stay
+    cached), as PostgreSQL's ``pg_flush_data`` relies on. The disk then works while the CPU hashes and
+    compresses, and the fsync that makes the data durable finds little left to write. Dropping what is on disk
+    keeps a big commit from growing the page cache by the size of the store it writes: the pages are recycled
+    for the next writes, which is cheaper than filling new ones (writing 900 MiB here cost 1.0 CPU-s into new
+    pages, 0.3 when the pages written back were dropped on the way). Objects just written are read from disk
+    when read again, like any object of an older commit. Only a hint: where unsupported, the fsync does it all.
     """
     advise = getattr(os, "posix_fadvise", None)
     if advise is not None:
@@ -470,13 +475,14 @@ def start_writeback(fd: int, offset: int = 0, length: int = 0) -> None:
 class _OpenPack:
     """A pack being streamed into ``.dvx/tmp``; one thread at a time appends to it."""
 
-    __slots__ = ("tmp", "fh", "stream", "flushed", "broken")
+    __slots__ = ("tmp", "fh", "stream", "flushed", "dropped", "broken")
 
     def __init__(self, tmp_dir: Path) -> None:
         self.tmp = durable.temp_name(tmp_dir, "pack")
         self.fh: BinaryIO = open(self.tmp, "xb", buffering=1 << 20)  # noqa: SIM115 - closed when sealed
         self.stream = PackStreamWriter(self.fh)
         self.flushed = 0  # bytes already handed to writeback
+        self.dropped = 0  # bytes before this were handed to writeback twice (their clean pages were dropped)
         self.broken = False  # a write failed part way: never seal this pack
 
     def add_many(self, records: list[tuple[bytes, int, int, int, bytes | memoryview]]) -> None:
@@ -487,8 +493,10 @@ class _OpenPack:
             raise
         if self.stream.size - self.flushed >= _WRITEBACK_EVERY:
             self.fh.flush()
-            start_writeback(self.fh.fileno(), self.flushed, self.stream.size - self.flushed)
-            self.flushed = self.stream.size
+            # From the bytes handed to writeback last time (on disk by now, mostly: their pages are dropped)
+            # to the end (writeback starts).
+            start_writeback(self.fh.fileno(), self.dropped, self.stream.size - self.dropped)
+            self.dropped, self.flushed = self.flushed, self.stream.size
 
     def discard(self) -> None:
         try:
@@ -651,6 +659,7 @@ class StoreWriter:
             try:
                 durable.fault("loose.before-fsync")
                 os.fsync(fd)
+                start_writeback(fd)  # all on disk now: drops the pages
             finally:
                 os.close(fd)
             if not final.parent.is_dir():
@@ -725,6 +734,7 @@ class StoreWriter:
             durable.fault("pack.before-fsync")
             pack.fh.flush()
             os.fsync(pack.fh.fileno())
+            start_writeback(pack.fh.fileno(), pack.dropped)  # all on disk now: drops the pages
             pack.fh.close()
             named.append((pack, digest))
         pack_dir = self.store.pack_dir

@@ -311,3 +311,40 @@ def test_store_without_tmp_dir_writes_loose_objects_like_packs(tmp_path: Path) -
     (oid,) = put(store, [(BLOB, big)])
     assert store.get(oid) == (BLOB, big)
 
+
+
+def _resident_bytes(path: Path) -> int | None:
+    """Bytes of ``path`` in the page cache (util-linux ``fincore``), or None when it cannot be told."""
+    fincore = shutil.which("fincore")
+    if fincore is None:
+        return None
+    import subprocess
+
+    out = subprocess.run([fincore, "--bytes", "--noheadings", "--raw", "--output", "RES", str(path)],
+                         capture_output=True, text=True, check=False)
+    return int(out.stdout.split()[0]) if out.returncode == 0 and out.stdout.strip() else None
+
+
+def test_written_objects_leave_the_page_cache_once_on_disk(tmp_path: Path) -> None:
+    """A big commit must not grow the page cache by the size of the store it writes (``start_writeback``
+    drops what is on disk): packs and loose objects are not resident once the writer finished."""
+    control = tmp_path / "control"
+    control.write_bytes(os.urandom(4 << 20))
+    with open(control, "rb+") as fh:
+        os.fsync(fh.fileno())
+        before = _resident_bytes(control)
+        os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    after = _resident_bytes(control)
+    if before is None or after is None or before < (4 << 20) or after > (1 << 20):
+        pytest.skip("this file system keeps written pages cached whatever is advised (or fincore is missing)")
+    store = new_store(tmp_path)
+    rng = random.Random(3)
+    small = [(BLOB, rng.randbytes(40 << 10)) for _ in range(600)]  # 24 MiB into packs: writeback on the way
+    big = [(BLOB, rng.randbytes(2 << 20)) for _ in range(4)]  # loose objects
+    put(store, small + big)
+    written = packs_on_disk(store) + [p for _, p in store.iter_loose()]
+    assert sum(p.stat().st_size for p in written) > 30 << 20
+    resident = sum(_resident_bytes(p) or 0 for p in written)
+    assert resident < 2 << 20, f"{resident} bytes of the new objects still cached"
+    for (_, data), oid in zip(small[:3] + big[:1], [hash_bytes(d) for _, d in small[:3] + big[:1]]):
+        assert store.get(oid)[1] == data  # read back from disk
