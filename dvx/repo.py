@@ -458,7 +458,6 @@ class Repo:
             listed = cache.head_entries(cache.head_commit) or {}
         entries: dict[str, Entry] = {}
         todo: list[tuple[str, worktree.FileKey]] = []
-        rows: dict[str, worktree.Cached] | None = None
         for path, key in keys.items():
             if known.get(path) == key:
                 entries[path] = listed[path]  # equal to the cached HEAD listing: its entry as it is
@@ -466,9 +465,7 @@ class Repo:
             if isinstance(key, str):
                 entries[path] = link_entry(path.rpartition("/")[2], key)
                 continue
-            if rows is None:
-                rows = cache.entries
-            row = rows.get(path)
+            row = cache.row(path)
             if (row is not None and row.settled and row.key == key[:4]
                     and (ingest_into is None or ingest_into.has(row.id, key[0]))):
                 entries[path] = Entry(path.rpartition("/")[2], FILE, row.id, key[0], key[4])
@@ -883,7 +880,7 @@ class Repo:
             # Every content is here and verified: from now on only renames, deletes and chmods.
             for path in sorted(deletes, key=lambda p: -p.count("/")):
                 worktree.remove_path(self.root, path)
-                cache.entries.pop(path, None)
+                cache.forget(path)
             for path in expendable:
                 worktree.remove_untracked(self.root, path)
             for path, entry in chmods:

@@ -432,6 +432,14 @@ class StatCache:
         self._head: dict[str, Entry] | None = None
         # The loaded file, parsed lazily: (paths, records, targets, HEAD path count).
         self._loaded: tuple[list[str], bytes, list[str], int] | None = None
+        # Until every row is needed (:attr:`entries`), rows are read one at a time from the loaded file and the
+        # changes are kept apart (None: removed). What was decoded from the file is kept too, so that saving
+        # copies the record of every path whose row and HEAD entry are still those objects, and encodes only
+        # the rest: a commit of one file in 100,000 neither decodes nor encodes 100,000 rows.
+        self._index: dict[str, int] | None = None
+        self._changed: dict[str, Cached | None] = {}
+        self._file_rows: dict[str, Cached] | None = None
+        self._file_head: dict[str, Entry] | None = None
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -485,15 +493,55 @@ class StatCache:
 
     @property
     def entries(self) -> dict[str, Cached]:
-        """The stat rows, path → :class:`Cached` (built on first use)."""
+        """The stat rows, path → :class:`Cached` (all decoded on first use; :meth:`row` reads one)."""
         if self._rows is None:
             rows: dict[str, Cached] = {}
             if self._loaded is not None:
                 for path, (flags, size, mtime, ctime, ino, oid, _, _) in self._records():
                     if flags & _ROW:
                         rows[path] = Cached((size, mtime, ctime, ino), oid.hex(), bool(flags & _SETTLED))
+                self._file_rows = dict(rows)
+            for path, changed in self._changed.items():
+                if changed is None:
+                    rows.pop(path, None)
+                else:
+                    rows[path] = changed
+            self._changed = {}
             self._rows = rows
         return self._rows
+
+    def _path_index(self) -> dict[str, int]:
+        if self._index is None:
+            paths = self._loaded[0] if self._loaded is not None else []
+            self._index = {p: i for i, p in enumerate(paths)}
+        return self._index
+
+    def row(self, path: str) -> Cached | None:
+        """The stat row of ``path``, decoding only it while the rows are not all needed."""
+        if self._rows is not None:
+            return self._rows.get(path)
+        if path in self._changed:
+            return self._changed[path]
+        i = self._path_index().get(path) if self._loaded is not None else None
+        if i is None:
+            return None
+        assert self._loaded is not None
+        flags, size, mtime, ctime, ino, oid, _, _ = _INDEX_RECORD.unpack_from(self._loaded[1], i * _INDEX_RECORD.size)
+        return Cached((size, mtime, ctime, ino), oid.hex(), bool(flags & _SETTLED)) if flags & _ROW else None
+
+    def _set_row(self, path: str, row: Cached | None) -> None:
+        if self._rows is None:
+            self._changed[path] = row
+        elif row is None:
+            self._rows.pop(path, None)
+        else:
+            self._rows[path] = row
+
+    def forget(self, path: str) -> None:
+        """Drop the stat row of ``path`` (removed from the working tree)."""
+        if self.row(path) is not None:
+            self._set_row(path, None)
+            self.dirty = True
 
     def head_entries(self, commit_id: str | None) -> dict[str, Entry] | None:
         """HEAD's flat tree if this cache holds the listing of ``commit_id``, else None."""
@@ -513,6 +561,7 @@ class StatCache:
                         head[path] = Entry(name, FILE, oid.hex(), size, bool(flags & _HEAD_EXEC))
                     else:
                         head[path] = Entry(name, FILE, hid.hex(), hsize, bool(flags & _HEAD_EXEC))
+                self._file_head = dict(head)
             self._head = head
         return self._head
 
@@ -538,7 +587,7 @@ class StatCache:
     # -- changing --------------------------------------------------------------------------------------
 
     def lookup(self, path: str, found: Found) -> str | None:
-        c = self.entries.get(path)
+        c = self.row(path)
         if c is None or not c.settled or c.key != found.stat_key():
             return None
         return c.id
@@ -553,18 +602,25 @@ class StatCache:
         (when the scan that hashed it started): a later write in the same timestamp tick could go unseen.
         """
         settled = max(key[1], key[2]) < hashed_at_ns - RACY_NS
-        rows = self.entries
-        old = rows.get(path)
+        old = self.row(path)
         if old is None or old.key != key or old.id != content_id or old.settled != settled:
-            rows[path] = Cached(key, content_id, settled)
+            self._set_row(path, Cached(key, content_id, settled))
             self.dirty = True
 
     def retain(self, paths: Iterable[str] | Mapping[str, object]) -> None:
-        rows = self.entries
+        """Drop the rows of every path not in ``paths``."""
         keep = paths if isinstance(paths, (set, frozenset, dict)) else set(paths)
-        gone = [p for p in rows if p not in keep]
+        if self._rows is not None:
+            gone = [p for p in self._rows if p not in keep]
+        else:
+            changed = self._changed
+            gone = [p for p, c in changed.items() if c is not None and p not in keep]
+            if self._loaded is not None:
+                paths_, records = self._loaded[0], self._loaded[1]
+                flags = records[0 :: _INDEX_RECORD.size]
+                gone += [p for p, f in zip(paths_, flags) if f & _ROW and p not in keep and p not in changed]
         for p in gone:
-            del rows[p]
+            self._set_row(p, None)
         if gone:
             self.dirty = True
 
@@ -577,25 +633,72 @@ class StatCache:
         self.dirty = True
 
     def save(self) -> None:
-        durable.write_replace_file(self.path, self.encode(), site="index")
+        body, loaded = self._encode_body()
+        durable.write_replace_file(self.path, _compress_index(body), site="index")
         self.dirty = False
+        # The file now holds this state: later saves copy its records again.
+        self._loaded, self._index, self._changed = loaded, None, {}
+        self._file_rows = dict(self._rows) if self._rows is not None else None
+        self._file_head = dict(self._head) if self._head is not None else None
 
     def encode(self) -> bytes:
         """The index file's bytes (format 2): a zstd frame of header, paths, records and link targets."""
-        rows = self.entries
+        return _compress_index(self._encode_body()[0])
+
+    def _encode_body(self) -> tuple[bytes, tuple[list[str], bytes, list[str], int]]:
+        """The uncompressed index and its parsed form. A path whose row and HEAD entry are the very objects
+        decoded from the loaded file (or not changed since) keeps the file's record as it is."""
         head = self.head_entries(self.head_commit) or {}
-        paths = sorted(rows.keys() | head.keys())
-        records = bytearray()
+        if self._loaded is None:
+            rows = self.entries
+            paths = sorted(rows.keys() | head.keys())
+            fresh_rows: dict[str, Cached] | None = rows
+            old_paths: list[str] = []
+            old_records = b""
+        else:
+            old_paths, old_records = self._loaded[0], self._loaded[1]
+            index = self._path_index()
+            fresh_rows = self._rows
+            new_paths = [p for p in head if p not in index]
+            if fresh_rows is not None:
+                new_paths += [p for p in fresh_rows if p not in index and p not in head]
+            else:
+                new_paths += [p for p, c in self._changed.items() if c is not None and p not in index and p not in head]
+            # Two sorted runs: timsort merges them in one pass.
+            paths = sorted(old_paths + new_paths) if new_paths else old_paths
+        size = _INDEX_RECORD.size
+        index = self._path_index() if self._loaded is not None else {}
+        file_rows, file_head, changed = self._file_rows or {}, self._file_head, self._changed
+        old_flags = old_records[0::size]
+        out_paths: list[str] = []
+        parts: list[bytes] = []
         targets: list[str] = []
         pack = _INDEX_RECORD.pack
         for path in paths:
-            flags, size, mtime, ctime, ino, oid = 0, 0, 0, 0, 0, _NO_ID
-            row = rows.get(path)
+            entry = head.get(path)
+            i = index.get(path)
+            if i is not None and file_head is not None and entry is file_head.get(path):
+                if fresh_rows is None:
+                    same_row = path not in changed
+                else:
+                    same_row = fresh_rows.get(path) is file_rows.get(path)
+                if same_row:
+                    flags = old_flags[i]
+                    if flags & (_ROW | _HEAD):
+                        out_paths.append(path)
+                        parts.append(old_records[i * size : (i + 1) * size])
+                        if flags & _HEAD_LINK:
+                            assert entry is not None
+                            targets.append(entry.target or "")
+                    continue
+            row = fresh_rows.get(path) if fresh_rows is not None else self.row(path)
+            if row is None and entry is None:
+                continue
+            flags, fsize, mtime, ctime, ino, oid = 0, 0, 0, 0, 0, _NO_ID
             if row is not None:
                 flags = _ROW | (_SETTLED if row.settled else 0)
-                (size, mtime, ctime, ino), oid = row.key, bytes.fromhex(row.id)
+                (fsize, mtime, ctime, ino), oid = row.key, bytes.fromhex(row.id)
             hid, hsize = _NO_ID, 0
-            entry = head.get(path)
             if entry is not None:
                 flags |= _HEAD | (_HEAD_EXEC if entry.executable else 0)
                 if entry.kind == LINK:
@@ -605,14 +708,19 @@ class StatCache:
                     flags |= _HEAD_SAME | (_CLEAN if row.settled else 0)
                 else:
                     hid, hsize = bytes.fromhex(entry.id), entry.size
-            records += pack(flags, size, mtime, ctime, ino, oid, hid, hsize)
-        path_bytes = "\0".join(paths).encode("utf-8")
+            out_paths.append(path)
+            parts.append(pack(flags, fsize, mtime, ctime, ino, oid, hid, hsize))
+        records = b"".join(parts)
+        path_bytes = "\0".join(out_paths).encode("utf-8")
         target_bytes = "\0".join(targets).encode("utf-8") if targets else b""
         commit = bytes.fromhex(self.head_commit) if self.head_commit and head else _NO_ID
         tree = bytes.fromhex(self.head_tree) if self.head_tree and head else _NO_ID
-        header = _INDEX_HEADER.pack(INDEX_MAGIC, commit, tree, len(paths), len(head), len(path_bytes), len(target_bytes))
-        body = b"".join((header, path_bytes, records, target_bytes))
-        return zstandard.ZstdCompressor(level=1, write_content_size=True, write_checksum=True).compress(body)
+        header = _INDEX_HEADER.pack(INDEX_MAGIC, commit, tree, len(out_paths), len(head), len(path_bytes), len(target_bytes))
+        return b"".join((header, path_bytes, records, target_bytes)), (out_paths, records, targets, len(head))
+
+
+def _compress_index(body: bytes) -> bytes:
+    return zstandard.ZstdCompressor(level=1, write_content_size=True, write_checksum=True).compress(body)
 
 
 # --- reading files in ------------------------------------------------------------------------------------
