@@ -22,6 +22,7 @@ Every object received is verified (decoded, hashed) before it enters the local s
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import threading
@@ -47,7 +48,7 @@ from .ids import hash_bytes, is_id
 from .model import DIR, FILE
 from .refs import HEADS, REMOTES, TAGS, check_ref_name
 from .remote.backend import absolute_url
-from .store import BLOB, CHUNKED, COMMIT, TREE, TYPE_WORDS, parse_manifest
+from .store import BLOB, CHUNKED, COMMIT, TREE, TYPE_WORDS, ObjectInfo, parse_manifest
 from .store.pack import IndexEntry, PackIndex, PackStreamWriter, encode_index
 
 if TYPE_CHECKING:
@@ -563,18 +564,41 @@ def _build_packs(repo: Repo, ids: list[str], tmp_dir: Path) -> list[tuple[str, P
     """
     out: list[tuple[str, Path, int, int]] = []
     store = repo.store
+    infos: list[ObjectInfo] = []
+    for oid in ids:
+        info = store.info(oid)
+        if info is None:
+            raise MissingObject(f"cannot push: object {oid} is not in the local store", oid)
+        infos.append(info)
+    # Read in the order the objects lie in the local packs: sequential reads, which the kernel reads ahead
+    # (objects just committed are no longer in the page cache, see store.start_writeback).
+    infos.sort(key=lambda o: (o.pack is None, o.pack or "", o.offset))
+    # Each pack's span is read ahead while the one before it is copied (verification keeps the CPU busy).
+    spans: dict[str, list[int]] = {}
+    for info in infos:
+        if info.pack is not None:
+            span = spans.setdefault(info.pack, [info.offset, 0])
+            span[1] = info.offset + info.stored_size
+    ahead = iter(spans.items())
+    for _ in range(2):
+        for pack, (start, end) in itertools.islice(ahead, 1):
+            store.prefetch(pack, start, end - start)
+    current: str | None = None
     i = 0
     durable.make_dirs(tmp_dir)
-    while i < len(ids):
+    while i < len(infos):
         tmp = durable.temp_name(tmp_dir, "push")
         with open(tmp, "wb") as fh:
             w = PackStreamWriter(fh)
-            while i < len(ids) and w.size < PUSH_PACK_SIZE:
-                oid = ids[i]
+            while i < len(infos) and w.size < PUSH_PACK_SIZE:
+                info = infos[i]
+                oid = info.id
                 i += 1
-                info = store.info(oid)
-                if info is None:
-                    raise MissingObject(f"cannot push: object {oid} is not in the local store", oid)
+                if info.pack is not None and info.pack != current:
+                    if current is not None:
+                        for pack, (start, end) in itertools.islice(ahead, 1):
+                            store.prefetch(pack, start, end - start)
+                    current = info.pack
                 payload = store.read_payload(info)
                 # Never upload what we cannot vouch for.
                 _verify(oid, IndexEntry(b"", info.type, info.codec, 0, len(payload), info.raw_size), payload)

@@ -394,6 +394,9 @@ def _link_target(name: str, rel: str, dir_fd: int) -> str:
 
 @dataclass(slots=True)
 class Cached:
+    """A stat row. Never changed in place (replaced instead): saving the cache copies the file's record of a
+    path whose row is still the object read from the file."""
+
     key: tuple[int, int, int, int]
     id: str
     settled: bool

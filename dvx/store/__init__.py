@@ -179,6 +179,17 @@ class ObjectStore:
                 self._fds[pack] = fd
             return fd
 
+    def prefetch(self, pack: str, offset: int, length: int) -> None:
+        """Ask the kernel to start reading a range of a pack into the page cache (a hint: reads that follow do
+        not wait for the disk one object at a time)."""
+        fd = self._fd(pack)
+        advise = getattr(os, "posix_fadvise", None)
+        if fd is not None and advise is not None:
+            try:
+                advise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+
     def close(self) -> None:
         with self._lock:
             for fd in self._fds.values():
