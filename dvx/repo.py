@@ -772,12 +772,25 @@ class Repo:
             # With no files checked out yet (clone --no-checkout), HEAD's files are not here: write all of them.
             materialized = self.has_worktree
             head_tree = self.read_commit(head_id).tree if head_id and materialized else None
+            cache = StatCache(self.dvx / "index").load()
             if force:  # every tracked path is compared with the working tree
-                head_flat = self.trees.flatten(head_tree)
-                target_flat = self.trees.flatten(target_tree)
+                listing = cache.head_entries(head_id) if head_tree is not None else None
+                diff: tuple[dict[str, Entry], dict[str, Entry]] | None = None
+                if listing is not None:  # HEAD's listing from the cache, patched where the two commits differ
+                    try:
+                        diff = self.trees.differing(head_tree, target_tree)
+                    except CorruptObject:
+                        pass  # a damaged tree (a name in the wrong bucket) is read in full, as ls reads it
+                if listing is not None and diff is not None:
+                    head_flat = listing
+                    target_flat = {p: e for p, e in listing.items() if p not in diff[0]}
+                    target_flat.update(diff[1])
+                else:
+                    head_flat = self.trees.flatten(head_tree)
+                    target_flat = self.trees.flatten(target_tree)
             else:  # only the paths where the two commits differ can be touched: read just those
                 head_flat, target_flat = self.trees.differing(head_tree, target_tree)
-            work, cache, _ = self._work_entries()
+            work, cache, _ = self._work_entries(cache=cache)
             hidden = self._ignored_tracked(head_flat, target_flat, work)
             if hidden:
                 work = {**work, **hidden}

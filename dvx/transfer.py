@@ -557,10 +557,11 @@ def objects_to_send(repo: Repo, tips: list[str], remote: RemoteView) -> tuple[li
     return data, meta
 
 
-def _build_packs(repo: Repo, ids: list[str], tmp_dir: Path) -> list[tuple[str, Path, int, int]]:
+def _build_packs(repo: Repo, ids: list[str], tmp_dir: Path, *, keep_order: bool = False) -> list[tuple[str, Path, int, int]]:
     """Copy stored objects (already compressed: no re-encoding) into temp packs of ~64 MiB.
 
-    Returns ``(pack name, pack file, index file, objects)``... as ``(name, path, size, count)``.
+    With ``keep_order`` (metadata, which must arrive bottom-up) the objects go in the order given; else in the
+    order they lie in the local packs. Returns ``(name, path, size, count)`` of each pack.
     """
     out: list[tuple[str, Path, int, int]] = []
     store = repo.store
@@ -570,9 +571,10 @@ def _build_packs(repo: Repo, ids: list[str], tmp_dir: Path) -> list[tuple[str, P
         if info is None:
             raise MissingObject(f"cannot push: object {oid} is not in the local store", oid)
         infos.append(info)
-    # Read in the order the objects lie in the local packs: sequential reads, which the kernel reads ahead
+    # Data is read in the order it lies in the local packs: sequential reads, which the kernel reads ahead
     # (objects just committed are no longer in the page cache, see store.start_writeback).
-    infos.sort(key=lambda o: (o.pack is None, o.pack or "", o.offset))
+    if not keep_order:
+        infos.sort(key=lambda o: (o.pack is None, o.pack or "", o.offset))
     # Each pack's span is read ahead while the one before it is copied (verification keeps the CPU busy).
     spans: dict[str, list[int]] = {}
     for info in infos:
@@ -687,7 +689,7 @@ def push(
             list(pool.map(upload, send_data))
         # Trees and commits only once every object they reference has arrived.
         with repo.lock:
-            packs_meta = _build_packs(repo, meta, tmp_dir) if meta else []
+            packs_meta = _build_packs(repo, meta, tmp_dir, keep_order=True) if meta else []
         try:
             send_meta = [p for p in packs_meta if not _remote_has_pack(view, p[0])]
             total[0] += sum(size for _, _, size, _ in send_meta)

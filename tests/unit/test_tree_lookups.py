@@ -8,6 +8,8 @@ import os
 import random
 from pathlib import Path
 
+import pytest
+
 from dvx.diff import diff_flat
 from dvx.model import MAX_LEAF_ENTRIES
 from dvx.repo import Repo
@@ -341,3 +343,54 @@ def test_fsck_checks_bucket_depth_and_placement_under_every_route(repo: Repo) ->
     assert any("wrong bucket" in why for why in bad.values()), bad
     repo.refs.update("refs/heads/other", bad_depth, None)
     assert any("depth 5, not 1" in why for why in repo.fsck().bad.values())
+
+
+def _tree_state(root: Path) -> dict[str, tuple[str, str | bytes, bool]]:
+    out: dict[str, tuple[str, str | bytes, bool]] = {}
+    for dirpath, dirnames, files in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".dvx"]
+        for name in files + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            if os.path.islink(p):
+                out[rel] = ("link", os.readlink(p), False)
+            else:
+                out[rel] = ("file", Path(p).read_bytes(), os.stat(p).st_mode & 0o100 != 0)
+    return out
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_forced_checkout_on_the_cached_listing_restores_the_target_exactly(repo: Repo, cached: bool) -> None:
+    """A forced checkout reads HEAD's listing from the stat cache and only the subtrees where the commits
+    differ; with or without that listing it discards every local change and writes the target exactly."""
+    import shutil
+
+    _big(repo)
+    (repo.root / "sub" / "run.sh").write_text("#!/bin/sh\n")
+    os.symlink("../big/f00001", repo.root / "sub" / "link")
+    target_work = _tree_state(repo.root)
+    target = repo.commit("target")
+    # A second commit that differs in every way a path can.
+    (repo.root / "big" / "f00002").write_text("changed")
+    (repo.root / "big" / "f00003").unlink()
+    (repo.root / "big" / "new").write_text("new")
+    os.chmod(repo.root / "sub" / "run.sh", 0o755)
+    (repo.root / "sub" / "link").unlink()
+    (repo.root / "sub" / "link").write_text("now a file")
+    shutil.rmtree(repo.root / "sub")  # and the folder goes
+    (repo.root / "sub").mkdir()
+    (repo.root / "sub" / "x").write_text("x")
+    repo.commit("other")
+    # Local changes on top: all of them are discarded, the untracked file stays.
+    (repo.root / "big" / "f00004").write_text("local edit")
+    (repo.root / "big" / "f00005").unlink()
+    (repo.root / "sub" / "x").write_text("local")
+    (repo.root / "untracked").write_text("mine")
+    if not cached:
+        (repo.dvx / "index").unlink()
+    repo.checkout(target, force=True)
+    got = _tree_state(repo.root)
+    assert got.pop("untracked") == ("file", b"mine", False)
+    assert got == target_work
+    st = repo.status()
+    assert (st.added, st.modified, st.deleted) == (["untracked"], [], [])
