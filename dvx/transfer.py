@@ -577,10 +577,11 @@ def _build_packs(repo: Repo, ids: list[str], tmp_dir: Path, *, keep_order: bool 
         infos.sort(key=lambda o: (o.pack is None, o.pack or "", o.offset))
     # Each pack's span is read ahead while the one before it is copied (verification keeps the CPU busy).
     spans: dict[str, list[int]] = {}
-    for info in infos:
+    for info in infos if not keep_order else ():
         if info.pack is not None:
-            span = spans.setdefault(info.pack, [info.offset, 0])
-            span[1] = info.offset + info.stored_size
+            span = spans.setdefault(info.pack, [info.offset, info.offset])
+            span[0] = min(span[0], info.offset)
+            span[1] = max(span[1], info.offset + info.stored_size)
     ahead = iter(spans.items())
     for _ in range(2):
         for pack, (start, end) in itertools.islice(ahead, 1):
