@@ -487,7 +487,7 @@ class StatCache:
             raise ValueError("index HEAD listing does not add up")
         if commit != _NO_ID:
             self.head_commit, self.head_tree = commit.hex(), tree.hex()
-        self._loaded = (paths, records, targets, n_head)
+        self._loaded, self._index = (paths, records, targets, n_head), None
 
     def _records(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
         assert self._loaded is not None
@@ -652,15 +652,14 @@ class StatCache:
         """The uncompressed index and its parsed form. A path whose row and HEAD entry are the very objects
         decoded from the loaded file (or not changed since) keeps the file's record as it is."""
         head = self.head_entries(self.head_commit) or {}
+        index = self._path_index()  # empty when nothing was loaded
         if self._loaded is None:
             rows = self.entries
             paths = sorted(rows.keys() | head.keys())
             fresh_rows: dict[str, Cached] | None = rows
-            old_paths: list[str] = []
             old_records = b""
         else:
             old_paths, old_records = self._loaded[0], self._loaded[1]
-            index = self._path_index()
             fresh_rows = self._rows
             new_paths = [p for p in head if p not in index]
             if fresh_rows is not None:
@@ -670,7 +669,6 @@ class StatCache:
             # Two sorted runs: timsort merges them in one pass.
             paths = sorted(old_paths + new_paths) if new_paths else old_paths
         size = _INDEX_RECORD.size
-        index = self._path_index() if self._loaded is not None else {}
         file_rows, file_head, changed = self._file_rows or {}, self._file_head, self._changed
         old_flags = old_records[0::size]
         out_paths: list[str] = []
