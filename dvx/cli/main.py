@@ -506,6 +506,18 @@ def _register_extensions() -> None:
 _register_extensions()
 
 
+def usage_message(exc: click_exc.ClickException) -> str:
+    """A command-line parser's error in dvx's own style: one line, lower case, no final period, and for a
+    usage error the help to read (``missing argument 'rev' (see 'dvx checkout --help')``)."""
+    msg = " ".join(exc.format_message().split()).rstrip(".")
+    if msg[:1].isupper() and msg[1:2].islower():  # "Missing argument", not "URL ..."
+        msg = msg[0].lower() + msg[1:]
+    ctx = exc.ctx if isinstance(exc, click_exc.UsageError) else None
+    if ctx is not None:
+        msg += f" (see '{ctx.command_path} --help')"
+    return one_line(msg)
+
+
 def run() -> None:
     """Console-script entry point."""
     if len(sys.argv) == 1:
@@ -523,13 +535,12 @@ def run() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, KeyboardInterrupt unwinds cleanly
     plain_output()
     try:
-        rc = app(standalone_mode=False)
+        rc = app(standalone_mode=False, prog_name="dvx")
     except DvxError as exc:
         err(f"dvx: error: {one_line(str(exc))}")
         sys.exit(exc.exit_code)
     except click_exc.ClickException as exc:
-        msg = " ".join(exc.format_message().split())
-        err(f"dvx: error: {msg}")
+        err(f"dvx: error: {usage_message(exc)}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err("dvx: interrupted")

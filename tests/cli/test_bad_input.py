@@ -414,3 +414,20 @@ def test_disk_full_commit_leaves_no_objects_behind(tmp_path: Path, cleanup: Clea
     r = run_dvx(run.args, run.cwd, env=run.env, check=False)
     assert "no space left" in r.stderr
     assert snapshot(run.root / ".dvx" / "objects") == before
+
+
+@pytest.mark.parametrize("args,line", [
+    (["checkout"], "dvx: error: missing argument 'rev' (see 'dvx checkout --help')"),
+    (["status", "--bogus"], "dvx: error: no such option: --bogus (see 'dvx status --help')"),
+    (["log", "-n", "many"], "dvx: error: invalid value for '-n' / '--max-count': 'many' is not a valid int (see 'dvx log --help')"),
+    (["diff", "a", "b", "c"], "dvx: error: got unexpected extra argument(s) (c) (see 'dvx diff --help')"),
+    (["frobnicate"], "dvx: error: no such command 'frobnicate' (see 'dvx --help')"),
+    (["remote", "add"], "dvx: error: missing argument 'name' (see 'dvx remote add --help')"),
+])
+def test_parser_errors_read_like_dvx_errors(args: list[str], line: str, tmp_path: Path, run_dvx) -> None:
+    """The command-line parser's errors follow dvx's own style (lower case, no final period) and name the help
+    of the command that was mistyped, under the name dvx, however the CLI was started."""
+    repo = committed(tmp_path, {"a": "1"})
+    r = run_dvx(args, repo.root, check=False)
+    assert r.returncode == 2, r
+    assert r.stderr.splitlines() == [line]
