@@ -496,3 +496,34 @@ def test_a_push_killed_between_packs_resumes_sending_only_what_did_not_arrive(
     assert again["refs_updated"] == ["refs/heads/main"]
     ok(dvx(tmp_path, "clone", shared_remote_url, "c"))
     assert files_of(tmp_path / "c") == files_of(src.root)
+
+
+def test_a_resumed_push_does_not_resend_what_arrived_when_the_local_packs_were_merged_meanwhile(
+    tmp_path: Path, shared_remote_url: str
+) -> None:
+    """The objects to send are chosen against every index on the remote, not by pack name: after local commits
+    merge the small packs (so that the data of v1 now lies in a pack of another name), the resumed push still
+    sends only what the remote lacks."""
+    from dvx.store.gc import MAX_SMALL_PACKS
+
+    src = make_repo(tmp_path / "src")
+    ok(dvx(src.root, "remote", "add", "origin", shared_remote_url, "-o", "connections=1"))
+    killed = dvx(src.root, "push", env={"DVX_FAULT": "push.before-pack:2:kill"})  # v1's data is up, nothing else
+    assert killed.returncode == -9, killed.stderr
+    repo = Repo(src.root)
+    v1_packs = set(repo.store.packs())
+    for i in range(MAX_SMALL_PACKS + 2):  # a pack per commit, then the commit that merges them
+        (src.root / f"note{i}.txt").write_text(f"note {i}\n")
+        repo.commit(f"note {i}")
+    repo.store.reload_packs()
+    assert not v1_packs & set(repo.store.packs()), "the packs holding v1 were not merged away"
+    repo.close()
+    again = json.loads(ok(dvx(src.root, "push", "--json")))
+    assert again["refs_updated"] == ["refs/heads/main"]
+    assert again["bytes"] < 200_000, again  # v1's 3 MiB of data is not sent again; notes and metadata are
+    view = view_for(Repo(src.root), "origin")
+    view.load_indexes()
+    sent = [e.object_id for idx in view.indexes.values() for e in idx]
+    assert len(sent) == len(set(sent)), "an object went to the remote twice"
+    ok(dvx(tmp_path, "clone", shared_remote_url, "c"))
+    assert files_of(tmp_path / "c") == files_of(src.root)
