@@ -108,9 +108,13 @@ def _bucket_of(name: str, depth: int) -> int:
     return blake3.blake3(name.encode("utf-8")).digest()[depth]
 
 
-def misplaced(name: str, route: bytes) -> bool:
-    """True if ``name`` does not belong under the bucket bytes ``route`` (one per level, from depth 0)."""
-    return bool(route) and blake3.blake3(name.encode("utf-8", "surrogateescape")).digest()[: len(route)] != route
+def misplaced(entries: list[Entry], route: bytes) -> str | None:
+    """The first name of ``entries`` that does not belong under the bucket bytes ``route`` (one per level, from
+    depth 0), or None; a node reached by no bucket (``route`` empty) holds any name."""
+    if not route:
+        return None
+    n = len(route)
+    return next((e.name for e in entries if blake3.blake3(e.name.encode("utf-8", "surrogateescape")).digest()[:n] != route), None)
 
 
 def encode_tree(entries: list[Entry]) -> list[tuple[str, bytes]]:
@@ -141,7 +145,7 @@ def patch_tree(
     writer can) raises :class:`CorruptObject`, and the caller builds in full instead."""
     node = read_node(node_id)
     if node.entries is not None:
-        wrong = next((e.name for e in node.entries if misplaced(e.name, route)), None) if route else None
+        wrong = misplaced(node.entries, route)
         if wrong is not None:
             raise CorruptObject(f"tree {node_id} holds {wrong!r} in the wrong bucket", node_id)
         current = {e.name: e for e in node.entries}

@@ -775,19 +775,15 @@ class Repo:
             cache = StatCache(self.dvx / "index").load()
             if force:  # every tracked path is compared with the working tree
                 listing = cache.head_entries(head_id) if head_tree is not None else None
-                diff: tuple[dict[str, Entry], dict[str, Entry]] | None = None
+                flats: tuple[dict[str, Entry], dict[str, Entry]] | None = None
                 if listing is not None:  # HEAD's listing from the cache, patched where the two commits differ
                     try:
-                        diff = self.trees.differing(head_tree, target_tree)
+                        gone, changed = self.trees.differing(head_tree, target_tree)
                     except CorruptObject:
                         pass  # a damaged tree (a name in the wrong bucket) is read in full, as ls reads it
-                if listing is not None and diff is not None:
-                    head_flat = listing
-                    target_flat = {p: e for p, e in listing.items() if p not in diff[0]}
-                    target_flat.update(diff[1])
-                else:
-                    head_flat = self.trees.flatten(head_tree)
-                    target_flat = self.trees.flatten(target_tree)
+                    else:
+                        flats = listing, {**{p: e for p, e in listing.items() if p not in gone}, **changed}
+                head_flat, target_flat = flats or (self.trees.flatten(head_tree), self.trees.flatten(target_tree))
             else:  # only the paths where the two commits differ can be touched: read just those
                 head_flat, target_flat = self.trees.differing(head_tree, target_tree)
             work, cache, _ = self._work_entries(cache=cache)
@@ -1292,7 +1288,7 @@ class Repo:
                     report.bad[node_id] = f"tree {node_id} is a bucket node at depth {node.depth}, not {len(route)}"
                     return None
                 return iter([(sub, route + bytes([b])) for b, sub, _, _ in node.buckets])
-            wrong = next((e.name for e in node.entries if misplaced(e.name, route)), None) if route else None
+            wrong = misplaced(node.entries, route)
             if wrong is not None:
                 report.bad[node_id] = f"tree {node_id} holds {wrong!r} in the wrong bucket"
             return iter(node.entries)

@@ -583,9 +583,12 @@ def _build_packs(repo: Repo, ids: list[str], tmp_dir: Path, *, keep_order: bool 
             span[0] = min(span[0], info.offset)
             span[1] = max(span[1], info.offset + info.stored_size)
     ahead = iter(spans.items())
-    for _ in range(2):
-        for pack, (start, end) in itertools.islice(ahead, 1):
+
+    def read_ahead(n: int) -> None:
+        for pack, (start, end) in itertools.islice(ahead, n):
             store.prefetch(pack, start, end - start)
+
+    read_ahead(2)  # the first pack and the next
     current: str | None = None
     i = 0
     durable.make_dirs(tmp_dir)
@@ -599,8 +602,7 @@ def _build_packs(repo: Repo, ids: list[str], tmp_dir: Path, *, keep_order: bool 
                 i += 1
                 if info.pack is not None and info.pack != current:
                     if current is not None:
-                        for pack, (start, end) in itertools.islice(ahead, 1):
-                            store.prefetch(pack, start, end - start)
+                        read_ahead(1)  # one pack further than the one now read
                     current = info.pack
                 payload = store.read_payload(info)
                 # Never upload what we cannot vouch for.

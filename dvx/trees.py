@@ -121,7 +121,7 @@ class TreeReader:
         if node_id is None:
             return {}
         entries = self.read_dir(node_id)
-        wrong = next((e.name for e in entries if misplaced(e.name, route)), None) if route else None
+        wrong = misplaced(entries, route)
         if wrong is not None:
             raise CorruptObject(f"tree {node_id} holds {wrong!r} in the wrong bucket", node_id)
         return {e.name: e for e in entries}
