@@ -859,7 +859,7 @@ class Cache:
             key = p.name[: -len(".json")]
             try:
                 age = now - p.stat(follow_symlinks=False).st_mtime
-                doc = json.loads(Path(p.path).read_bytes())
+                doc = durable.loads_json(Path(p.path).read_bytes())
                 owner = Path(doc["owner"])
                 ids = [str(i) for i in doc["ids"]]
             except FileNotFoundError:
@@ -879,7 +879,7 @@ class Cache:
     @staticmethod
     def _owner_names(owner: Path, key: str) -> bool:
         try:
-            doc = json.loads(owner.read_bytes())
+            doc = durable.loads_json(owner.read_bytes())
         except FileNotFoundError:
             return False
         except (OSError, ValueError):

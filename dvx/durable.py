@@ -13,12 +13,14 @@ where :func:`fault` is called; tests use them to crash at exact points.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import os_error
 
@@ -101,6 +103,15 @@ def open_regular(path: str | Path, *, follow: bool = True) -> tuple[int, os.stat
         os.close(fd)
         raise
     return fd, st
+
+
+def loads_json(data: bytes | str) -> Any:
+    """``json.loads`` for bytes from disk or a remote: hostile nesting (``[[[[...``) is a ValueError like any
+    other malformed JSON, not a RecursionError that escapes every handler meant for bad input."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def read_regular_file(path: str | Path, *, follow: bool = True, limit: int | None = None) -> bytes:

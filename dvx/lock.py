@@ -7,15 +7,18 @@ who holds it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import math
 import os
+import stat
 import sys
 import time
 from pathlib import Path
 from types import TracebackType
 
-from .errors import BadConfig, LockedError, os_error
+from .errors import BadConfig, LockedError, StorageError, os_error
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -56,17 +59,30 @@ class RepoLock:
         if self._fd is not None:
             self._depth += 1
             return True
+        not_a_file = f"{self.path} is not a regular file (a symlink, fifo or device there is never written through); remove it"
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # Never through a symlink (the holder's pid would overwrite whatever it names), never blocking on a fifo.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
         except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENXIO):
+                raise StorageError(not_a_file) from None
             raise os_error(exc, "cannot open the repository lock") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {self.what}\n".encode(), 0)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise StorageError(not_a_file)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {self.what}\n".encode(), 0)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            if isinstance(exc, OSError):
+                raise os_error(exc, "cannot write the repository lock") from exc
+            raise
         self._fd = fd
         self._depth = 1
         return True

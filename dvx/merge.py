@@ -10,6 +10,8 @@ is the hash of its target, so a retargeted link or a ``chmod +x`` is a change):
 
 * both sides the same (unchanged, both deleted, or the identical change) → that;
 * changed on one side only (modified, deleted, added, replaced by a directory…) → that side;
+* a file on both sides and in the base, with content and exec bit changed on different sides (or the same
+  change on both) → each from the side that changed it, as git merges content and mode apart;
 * both sides directories (with different ids) → merged entry by entry, recursively (a base that was a file
   there counts as an empty directory, so two sides that both replaced a file by a folder get their union);
 * one side a directory, the other deleted → merged recursively against an empty directory on the deleting
@@ -363,6 +365,13 @@ class TreeMerger:
             if b_dir:
                 return o
             return self._conflict(path, MODIFIED_DELETED, b, o, t, resolve, label, conflicts)
+        if b is not None and b.kind == o.kind == t.kind == FILE:
+            # As git: the content and the exec bit merge apart, so a chmod on one side and an edit on the other
+            # give the edited content with the new mode. A clash is only two different contents.
+            content = t if o.id == b.id else o if t.id == b.id or t.id == o.id else None
+            if content is not None:
+                executable = t.executable if o.executable == b.executable else o.executable
+                return content._replace(executable=executable)
         kind = BOTH_ADDED if b is None or b_dir else BOTH_MODIFIED
         return self._conflict(path, kind, b, o, t, resolve, label, conflicts)
 

@@ -20,7 +20,8 @@ from typing import Any, NamedTuple
 
 import blake3
 
-from .errors import BadPath, CorruptObject, UnsupportedFormat
+from . import durable
+from .errors import BadPath, CorruptObject, UnsupportedFormat, UsageError
 from .ids import hash_bytes, is_id
 
 FILE = "f"
@@ -65,6 +66,14 @@ class Entry(NamedTuple):
 def link_entry(name: str, target: str) -> Entry:
     raw = target.encode("utf-8", "surrogateescape")
     return Entry(name, LINK, hash_bytes(raw), len(raw), False, target)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _dumps(doc: Any) -> bytes:
@@ -233,7 +242,7 @@ class TreeNode:
 def decode_tree(data: bytes, tree_id: str) -> TreeNode:
     """Parse and validate a tree object; hostile or malformed content raises, nothing is trusted."""
     try:
-        doc = json.loads(data)
+        doc = durable.loads_json(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CorruptObject(f"tree {tree_id} does not parse", tree_id) from exc
     if not isinstance(doc, dict):
@@ -330,6 +339,15 @@ class Commit:
     meta: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
+        try:
+            return self._encode()
+        except UnicodeEncodeError:
+            # A str carrying surrogate escapes: bytes that were not UTF-8 (a command line, an environment).
+            fields = {"message": self.message, "author": self.author, **{f"meta {k!r}": k + v for k, v in self.meta.items()}}
+            bad = next((name for name, text in fields.items() if not _is_utf8(text)), "a field")
+            raise UsageError(f"the commit's {bad} is not valid UTF-8") from None
+
+    def _encode(self) -> bytes:
         return _dumps(
             {
                 "v": COMMIT_VERSION,
@@ -349,7 +367,7 @@ class Commit:
 
 def decode_commit(data: bytes, commit_id: str) -> Commit:
     try:
-        doc = json.loads(data)
+        doc = durable.loads_json(data)
         if not isinstance(doc, dict):
             raise ValueError("not an object")
         if doc.get("v") != COMMIT_VERSION:

@@ -66,7 +66,7 @@ from .errors import (
     os_error,
 )
 from .ids import hasher
-from .model import DIR, FILE, LINK, Commit, Entry
+from .model import DIR, FILE, LINK, Commit, Entry, check_name
 from .store import CHUNKED, ObjectStore
 from .trees import TreeReader
 from .worktree import select_paths
@@ -202,9 +202,19 @@ def read_manifest(dest: Path) -> Manifest | None:
     except OSError as exc:
         raise os_error(exc, f"cannot read {path}") from exc
     try:
-        doc = json.loads(raw)
+        doc = durable.loads_json(raw)
         if doc.get("v") != MANIFEST_VERSION:
             raise ValueError(f"version {doc.get('v')!r}")
+        # Paths are the checkout's own files: each is checked as a tree path is, since a checkout removes
+        # and replaces what its manifest lists (a "../x" there must never reach a file outside the folder).
+        for p in [*doc["files"], *doc.get("pending", [])]:
+            if not isinstance(p, str):
+                raise ValueError(f"path {p!r} is not a string")
+            try:
+                for name in p.split("/"):
+                    check_name(name)
+            except BadPath:
+                raise ValueError(f"unsafe path {p!r}") from None
         return Manifest(
             commit=str(doc["commit"]),
             link=str(doc["link"]),

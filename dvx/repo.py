@@ -19,7 +19,7 @@ import socket
 import stat
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -212,9 +212,9 @@ class Repo:
         check_ref_name(branch)
         if type(compression_level) is not int or compression_level not in codec.LEVELS:
             raise UsageError(f"compression level must be 1..22, not {compression_level}")
+        staging = root / f".dvx-init-{os.getpid()}"
         try:
             durable.make_dirs(root)
-            staging = root / f".dvx-init-{os.getpid()}"
             for sub in ("objects/pack", "objects/loose", "refs/heads", "refs/tags", "tmp"):
                 (staging / sub).mkdir(parents=True, exist_ok=True)
             cfg = json.dumps(default_config(compression_level), indent=2).encode() + b"\n"
@@ -223,10 +223,13 @@ class Repo:
             # Publish the whole directory at once: a crash leaves no half-initialized .dvx.
             os.rename(staging, dvx)
             durable.fsync_dir(root)
-        except FileExistsError:
-            raise RepositoryExists(f"a dvx repository already exists in {root}") from None
-        except OSError as exc:
-            raise os_error(exc, f"cannot create a repository in {root}") from exc
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)  # a half-made .dvx is never left behind
+            if isinstance(exc, FileExistsError):
+                raise RepositoryExists(f"a dvx repository already exists in {root}") from None
+            if isinstance(exc, OSError):
+                raise os_error(exc, f"cannot create a repository in {root}") from exc
+            raise
         return cls(root)
 
     @classmethod
@@ -234,13 +237,18 @@ class Repo:
         """The repository containing ``start`` (searching parents, as git does)."""
         here = Path(start).absolute()
         for candidate in (here, *here.parents):
-            if (candidate / DVX_DIR / "config").is_file():
+            meta = candidate / DVX_DIR
+            if (meta / "config").is_file():
                 return cls(candidate)
+            if os.path.lexists(meta):
+                # A damaged repository stops the search: going on up would act on an enclosing repository.
+                what = "is not a folder" if not meta.is_dir() else "has no config file (.dvx/config is missing or not a file)"
+                raise BadConfig(f"damaged dvx repository at {candidate}: .dvx {what}")
         raise NotARepository(f"not a dvx repository (or any parent up to /): {here}")
 
     def _load_config(self) -> dict[str, Any]:
         try:
-            doc = json.loads(durable.read_regular_file(self.dvx / "config", limit=1 << 20).decode("utf-8"))
+            doc = durable.loads_json(durable.read_regular_file(self.dvx / "config", limit=1 << 20).decode("utf-8"))
         except OSError as exc:
             raise os_error(exc, "cannot read .dvx/config") from exc
         except ValueError as exc:
@@ -307,11 +315,20 @@ class Repo:
     def author(self) -> str:
         env = os.environ.get("DVX_AUTHOR")
         if env:
+            try:
+                env.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadConfig(f"DVX_AUTHOR is not valid UTF-8: {repr(env.encode('utf-8', 'surrogateescape'))[1:]}") from None
+            if not env.isprintable():  # a newline would let a commit print a forged "Date:" line in log
+                raise BadConfig(f"DVX_AUTHOR holds a control character: {env!r}")
             return env
         user = self.config.get("user", {})
         name = user.get("name") or _safe_user()
         email = user.get("email") or f"{_safe_user()}@{socket.gethostname()}"
-        return f"{name} <{email}>"
+        author = f"{name} <{email}>"
+        if not author.isprintable():  # a newline would let a commit print a forged "Date:" line in log
+            raise BadConfig(f"user.name / user.email hold a control character: {author!r}")
+        return author
 
     # -- revisions ------------------------------------------------------------------------------------
 
@@ -364,6 +381,13 @@ class Repo:
             if commit is None:
                 raise UnknownRevision("HEAD has no commits yet")
             return commit
+        # A full id names its object, even when a ref has the same name (as git does with a full hash).
+        if is_id(base.lower()):
+            info = self.store.info(base.lower())
+            if info is not None:
+                if info.type != COMMIT:
+                    raise UnknownRevision(f"{base[:12]} is not a commit (it names a {TYPE_WORDS.get(info.type, 'object')})")
+                return base.lower()
         # git's order (gitrevisions): a full ref name, then a tag, a branch, a remote-tracking branch. A ref
         # that is there but unreadable raises: it is never skipped in favour of the next candidate.
         if is_ref_name(base):
@@ -372,12 +396,6 @@ class Repo:
                     value = self.refs.get(ref)
                     if value is not None:
                         return value
-        if is_id(base.lower()):
-            info = self.store.info(base.lower())
-            if info is not None:
-                if info.type != COMMIT:
-                    raise UnknownRevision(f"{base[:12]} is not a commit (it names a {TYPE_WORDS.get(info.type, 'object')})")
-                return base.lower()
         if is_id_prefix(base.lower()):
             matches = self._commits_with_prefix(base.lower())
             if len(matches) == 1:
@@ -664,26 +682,28 @@ class Repo:
 
     def log(
         self,
-        rev: str | None = None,
+        rev: str | Sequence[str] | None = None,
         *,
         limit: int | None = None,
         paths: list[str] | None = None,
         followed: dict[str, tuple[str, ...]] | None = None,
     ) -> list[LogEntry]:
-        """History from ``rev`` (default HEAD), newest first; with ``paths``, only commits that changed them,
-        simplified as git's default: a merge that kept one parent's version of the paths is followed along that
-        parent only (the other side's history of the paths did not reach the result).
+        """History from ``rev`` (default HEAD; several revisions: the union of their histories), newest first;
+        with ``paths``, only commits that changed them, simplified as git's default: a merge that kept one
+        parent's version of the paths is followed along that parent only (the other side's history of the paths
+        did not reach the result). A path ending in ``/`` matches only a folder, as in git.
 
         ``followed``, if given, receives for each commit the walk went through the parents it went on to: the
         simplified history a graph of the shown commits is drawn from (:func:`dvx.graph.rewrite_parents`)."""
-        start = self.resolve(rev if rev is not None else "HEAD")
+        revs = [rev] if isinstance(rev, str) else list(rev or [])
+        starts = list(dict.fromkeys(self.resolve(r) for r in revs)) or [self.resolve("HEAD")]
         names = self.ref_names()
-        norm = [_norm_path(p) for p in paths or []]
+        norm = [(_norm_path(p), p.endswith("/")) for p in paths or []]
         out: list[LogEntry] = []
         if limit is not None and limit <= 0:
             return []
-        walk = (self._path_history(start, norm, followed) if norm
-                else ((cid, c, True) for cid, c in self.iter_commits([start])))
+        walk = (self._path_history(starts, norm, followed) if norm
+                else ((cid, c, True) for cid, c in self.iter_commits(starts)))
         for cid, c, shown in walk:
             if not shown:
                 continue
@@ -693,7 +713,7 @@ class Repo:
         return out
 
     def _path_history(
-        self, start: str, paths: list[str], followed: dict[str, tuple[str, ...]] | None = None
+        self, starts: list[str], paths: list[tuple[str, bool]], followed: dict[str, tuple[str, ...]] | None = None
     ) -> Iterator[tuple[str, Commit, bool]]:
         """Commits from ``start`` newest first, each with whether it changed ``paths`` (git's TREESAME rule): a
         commit is shown unless it equals one of its parents on the paths; a merge equal to a parent is walked
@@ -701,9 +721,12 @@ class Repo:
 
         def at(tree: str) -> list[tuple[str, str, bool] | None]:
             out: list[tuple[str, str, bool] | None] = []
-            for p in paths:
+            for p, folder_only in paths:
                 e = self.trees.lookup(tree, p) if p else Entry("", DIR, tree)
-                out.append(None if e is None else (e.kind, e.id, e.executable))
+                if e is None or (folder_only and e.kind != DIR):
+                    out.append(None)
+                else:
+                    out.append((e.kind, e.id, e.executable))
             return out
 
         def choose(cid: str, c: Commit) -> tuple[bool, Iterable[str]]:
@@ -721,7 +744,7 @@ class Repo:
             followed[cid] = tuple(follow)
             return shown, follow
 
-        return self._walk([start], choose if followed is None else recorded)
+        return self._walk(starts, choose if followed is None else recorded)
 
     # -- diff, ls, show --------------------------------------------------------------------------------------
 
@@ -1446,7 +1469,7 @@ def _neg_time(t: str) -> str:
 
 
 def _norm_path(p: str) -> str:
-    parts = [x for x in p.replace("\\", "/").split("/") if x not in ("", ".")]
+    parts = [x for x in p.split("/") if x not in ("", ".")]
     return "/".join(parts)
 
 

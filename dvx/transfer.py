@@ -196,13 +196,21 @@ def add_remote(repo: Repo, name: str, url: str, options: dict[str, str], *, chec
 def _refuse_repository(url: str) -> None:
     """A repository's folder is not a remote: a push would write the remote layout into its working tree.
     (``dvx get`` and ``dvx checkout --to`` read a repository folder directly; to share one, push to a remote.)"""
-    from .source import is_repository
+    from .source import is_repository, is_url
 
-    if is_repository(url.removeprefix("file://")):
+    path = url.removeprefix("file://")
+    if is_repository(path):
         raise UsageError(
             f"{url} is a dvx repository, not a remote (a remote is a folder or bucket that dvx push fills; "
             "make an empty folder for it)"
         )
+    if not is_url(path):
+        # A repository's .dvx (or a folder in it): a push would plant refs whose objects that repository
+        # never reads. Symlinks are resolved, so another name for the folder is refused too.
+        here = os.path.realpath(os.path.expanduser(path))
+        for folder in (here, *(str(p) for p in Path(here).parents)):
+            if os.path.basename(folder) == ".dvx" and os.path.isfile(os.path.join(folder, "config")):
+                raise UsageError(f"{url} is inside the repository metadata {folder}, not a remote")
 
 
 def remove_remote(repo: Repo, name: str) -> None:
@@ -231,7 +239,7 @@ class RemoteView:
     def check_format(self, *, create: bool) -> bool:
         """True if the remote is a dvx remote; with ``create``, make it one. Refuses unknown versions."""
         try:
-            doc = json.loads(self.backend.read(MARKER))
+            doc = durable.loads_json(self.backend.read(MARKER))
         except DvxError as exc:
             if not _is_not_found(exc):
                 raise
@@ -635,7 +643,15 @@ def push(
     start_requests = view.backend.request_count
     stats = TransferStats()
     updates = _resolve_push_refs(repo, refs)
-    view.check_format(create=True)
+    if not view.check_format(create=False):
+        if repo.refs.list(f"{REMOTES}{remote_name}/"):
+            # Pushed to or fetched from before, and now not a dvx remote: an unmounted or deleted folder, an
+            # emptied bucket. Filling it afresh would hide that, and the other clones' history is not here.
+            raise RemoteError(
+                f"remote {remote_name!r} ({view.backend.url}) holds no dvx data any more (unmounted or deleted?); "
+                f"to start it afresh: dvx remote remove {remote_name} and add it again"
+            )
+        view.check_format(create=True)
     view.load_indexes()
     remote_refs = view.refs()
     # Refuse non-fast-forwards before sending anything.

@@ -15,7 +15,6 @@ import errno
 import gc
 import io
 import itertools
-import json
 import mmap
 import os
 import re
@@ -121,13 +120,11 @@ class IgnoreRules:
     __slots__ = ("_rules",)
 
     def __init__(self, lines: Iterable[str]) -> None:
-        import pathspec  # only repositories with a .dvxignore pay for importing it
-
         def compiled(line: str) -> Any:
             try:
-                patterns = pathspec.GitIgnoreSpec.from_lines([line]).patterns
+                patterns = compile_patterns([line]).patterns
             except ValueError:
-                return None  # a line git cannot read either (a lone `!`, a trailing backslash): it matches nothing
+                return None  # a line git cannot read either (a lone `!`, `[z-a]`, a trailing backslash): nothing
             return patterns[0] if patterns and patterns[0].include is not None else None
 
         # (include, regex, for folders only), last first: the first that counts decides.
@@ -161,21 +158,143 @@ class IgnoreRules:
         return None
 
 
-def load_ignore(folder: Path | str, rel_dir: str = "") -> IgnoreRules | None:
+# A .dvxignore bigger than this is refused (git's limit for .gitignore is 100 MB; patterns are held in memory).
+MAX_IGNORE_FILE = 16 << 20
+
+
+def _collapse_stars(line: str) -> str:
+    """``line`` with every run of ``*`` written as git's wildmatch reads it: ``**`` when the run is a whole path
+    component, else ``*``. The same patterns; but a regex with one ``[^/]*`` per star of ``*****a`` backtracks
+    for minutes over one long name."""
+    out: list[str] = []
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if c == "\\" and i + 1 < n:
+            out.append(line[i : i + 2])
+            i += 2
+            continue
+        if c != "*":
+            out.append(c)
+            i += 1
+            continue
+        j = i
+        while j < n and line[j] == "*":
+            j += 1
+        whole = (i == 0 or line[i - 1] == "/" or line[i - 1 : i] == "!" and i == 1) and (j == n or line[j] == "/")
+        out.append("**" if whole and j - i >= 2 else "*")
+        i = j
+    return "".join(out)
+
+
+def compile_patterns(lines: Sequence[str]) -> Any:
+    """``pathspec.GitIgnoreSpec`` of gitignore ``lines``; a pattern that does not compile raises ValueError
+    (pathspec lets ``re.error`` through for ``[z-a]``), and Python's warnings about regexes stay quiet."""
+    import re
+    import warnings
+
+    import pathspec  # only repositories with a .dvxignore (or commands given patterns) pay for importing it
+    from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
+
+    def pattern(line: str) -> Any:
+        p = GitIgnoreSpecPattern(_collapse_stars(line))
+        if p.regex is not None:
+            p.regex = re.compile(_tame(p.regex.pattern))
+        return p
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "possible nested set" for [[:alpha:]]
+            # The "simple" backend matches with each pattern's own regex: the tamed one.
+            return pathspec.GitIgnoreSpec.from_lines(list(lines), pattern, backend="simple")
+    except re.error as exc:
+        raise ValueError(str(exc)) from None
+
+
+_STAR = "[^/]*"
+
+
+def _tame(regex: str) -> str:
+    """A gitignore pattern's regex (as pathspec writes it) that matches the same paths without backtracking
+    over stars: ``[^/]*A[^/]*`` (A a run of single characters or classes, in one path component) becomes
+    ``(?>[^/]*?A)[^/]*``. The leftmost A leaves the most room for what follows, so committing to it (an atomic
+    group) loses no match, and matching is linear in the name instead of exponential in the number of stars
+    (``*a*a*a*a*a*a*a*a*b`` took seconds per name as pathspec writes it, minutes with two more stars)."""
+    tokens: list[tuple[str, str]] = []  # (kind, text): kind "star", "one" (one character), "other"
+    i, n = 0, len(regex)
+    while i < n:
+        if regex.startswith(_STAR, i):
+            tokens.append(("star", _STAR))
+            i += len(_STAR)
+        elif regex[i] == "\\" and i + 1 < n:
+            tokens.append(("one" if regex[i + 1] not in "AbBdDsSwWZ0123456789" else "other", regex[i : i + 2]))
+            i += 2
+        elif regex[i] == "[":
+            j = i + 1
+            if j < n and regex[j] == "^":
+                j += 1
+            if j < n and regex[j] == "]":
+                j += 1
+            while j < n and regex[j] != "]":
+                j += 2 if regex[j] == "\\" else 1
+            if j >= n or "[" in regex[i + 1 : j]:
+                return regex  # not a class this reading understands: left as it is
+            j += 1
+            if j < n and regex[j] in "*+?{":
+                return regex
+            tokens.append(("one", regex[i:j]))
+            i = j
+        else:
+            c = regex[i]
+            simple = c not in "()|*+?{}^$./"
+            if simple and i + 1 < n and regex[i + 1] in "*+?{":
+                return regex
+            tokens.append(("one" if simple else "other", c))
+            i += 1
+    out: list[str] = []
+    k = 0
+    while k < len(tokens):
+        kind, text = tokens[k]
+        if kind == "star":
+            m = k + 1
+            while m < len(tokens) and tokens[m][0] == "one":
+                m += 1
+            if m > k + 1 and m < len(tokens) and tokens[m][0] == "star":
+                out.append("(?>[^/]*?" + "".join(t for _, t in tokens[k + 1 : m]) + ")")
+                k = m
+                continue
+        out.append(text)
+        k += 1
+    return "".join(out)
+
+
+def load_ignore(folder: Path | str, rel_dir: str = "", warnings: list[str] | None = None) -> IgnoreRules | None:
     """The ``.dvxignore`` of ``folder``, or None when there is none. A UTF-8 byte-order mark is skipped, as
     git does.
 
-    ``rel_dir`` (the folder's path in the working tree, ``/``-terminated) only names the file in errors.
+    As git (since 2.32) treats ``.gitignore``, one that is not a regular file (a symlink, a fifo) is not read:
+    it applies nothing, with a warning added to ``warnings``. ``rel_dir`` (the folder's path in the working
+    tree, ``/``-terminated) names the file in errors and warnings.
     """
     path = os.path.join(folder, IGNORE_FILE)
     try:
-        with open(path, encoding="utf-8-sig") as fh:
-            lines = _ignore_lines(fh.read())
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        data = durable.read_regular_file(path, follow=False, limit=MAX_IGNORE_FILE)
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    except (OSError, UnicodeDecodeError) as exc:
+    except durable.NotRegularFile as exc:
+        if warnings is not None:
+            kind = (exc.strerror or "not a regular file").split(",")[0]
+            warnings.append(f"{rel_dir}{IGNORE_FILE} is {kind}: not read (its patterns apply nothing)")
+        return None
+    except OSError as exc:
+        raise BadPath(f"cannot read {rel_dir}{IGNORE_FILE}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_IGNORE_FILE:
+        raise BadPath(f"{rel_dir}{IGNORE_FILE} is over {MAX_IGNORE_FILE >> 20} MiB; refusing to read it")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise BadPath(f"cannot read {rel_dir}{IGNORE_FILE}: {exc}") from exc
-    return IgnoreRules(lines)
+    return IgnoreRules(_ignore_lines(text))
 
 
 def _ignore_lines(text: str) -> list[str]:
@@ -243,18 +362,17 @@ def select_paths(items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | N
     if not patterns:
         return dict(items)
     import fnmatch
-
-    import pathspec  # imported only when patterns are given
+    import re
 
     try:
-        spec = pathspec.GitIgnoreSpec.from_lines(patterns)
-    except ValueError as exc:
+        spec = compile_patterns(patterns)
+        globs = [re.compile(fnmatch.translate(_collapse_stars(pat))) for pat in patterns if not pat.startswith("!")]
+    except (ValueError, re.error) as exc:
         raise UsageError(f"invalid pattern: {exc}") from None
-    globs = [pat for pat in patterns if not pat.startswith("!")]
 
     def keep(path: str) -> bool:
         decided = spec.check_file(path).include  # the last gitignore pattern matching: a `!` one says False
-        return decided if decided is not None else any(fnmatch.fnmatchcase(path, pat) for pat in globs)
+        return decided if decided is not None else any(g.match(path) for g in globs)
 
     return {p: e for p, e in items if keep(p)}
 
@@ -327,7 +445,7 @@ def _scan_folder(folder: _Folder, keys: dict[str, ScanKey], warnings: list[str],
         except PermissionError as exc:
             raise os_error(exc, where) from exc
         if IGNORE_FILE in names:
-            spec = load_ignore(abs_dir, rel_dir)  # as git: a folder's ignore file applies below it
+            spec = load_ignore(abs_dir, rel_dir, warnings)  # as git: a folder's ignore file applies below it
             if spec is not None:
                 ignores = (*ignores, (rel_dir, spec))
         lstat = os.stat
@@ -468,7 +586,7 @@ class StatCache:
         return self
 
     def _load_v1(self, data: bytes) -> None:
-        doc = json.loads(data)
+        doc = durable.loads_json(data)
         if doc.get("v") == 1:
             self._rows = {p: Cached((s, m, c, i), oid, bool(ok)) for p, s, m, c, i, oid, ok in doc["entries"]}
 

@@ -164,8 +164,13 @@ def _repo_path(repo: Any, path: str) -> str:
 
 @app.command()
 def log(
-    rev: str | None = typer.Argument(None, help="Start revision (default HEAD)."),
-    paths: list[str] = typer.Argument(None, help="Only commits changing these paths (after --).", show_default=False),
+    rev: str | None = typer.Argument(None, help="Start revision (default HEAD); several: the union of their histories."),
+    paths: list[str] = typer.Argument(
+        None,
+        help="More revisions, then paths: only commits changing these (after --, or existing files; "
+        "a final / matches only a folder).",
+        show_default=False,
+    ),
     n: int = typer.Option(None, "-n", "--max-count", help="Show at most N commits."),
     graph: bool = typer.Option(False, "--graph", help="Draw the commit graph."),
     oneline: bool = typer.Option(False, "--oneline", help="One line per commit."),
@@ -179,19 +184,11 @@ def log(
     if "--" in sys.argv:
         # git's rule: arguments after `--` are paths, before it revisions.
         after = sys.argv[sys.argv.index("--") + 1 :]
-        before = positional[: len(positional) - len(after)]
-        if len(before) > 1:
-            raise UsageError(f"dvx log takes one revision, got {' '.join(map(repr, before))} (paths go after --)")
-        rev, path_list = (before[0] if before else None), after
+        revs, path_list = positional[: len(positional) - len(after)], after
     else:
-        rev, path_list = (positional[0] if positional else None), positional[1:]
+        revs, path_list = _revisions_then_paths(repo, positional)
     followed: dict[str, tuple[str, ...]] = {}
-    try:
-        entries = repo.log(rev, limit=n, paths=[_repo_path(repo, p) for p in path_list], followed=followed)
-    except RevisionNotFound as exc:
-        if rev is not None and not path_list and os.path.lexists(rev):  # git: "use '--' to separate paths"
-            raise RevisionNotFound(f"{exc}; to see the history of the file {rev!r}: dvx log -- {rev}") from None
-        raise
+    entries = repo.log(revs, limit=n, paths=[_log_path(repo, p) for p in path_list], followed=followed)
     if as_json:
         print_json([e.to_json() for e in entries])
         return
@@ -216,12 +213,44 @@ def log(
         out(paint(f"commit {e.id}", "33") + deco)
         if len(e.commit.parents) > 1:
             out("Merge: " + " ".join(p[:12] for p in e.commit.parents))
-        out(f"Author: {e.commit.author}")
+        out(f"Author: {one_line(e.commit.author)}")
         out(f"Date:   {e.commit.time}")
         out("")
         for line in e.commit.message.splitlines() or [""]:
             out(f"    {line}")
         out("")
+
+
+def _revisions_then_paths(repo: Any, args: list[str]) -> tuple[list[str], list[str]]:
+    """git's reading of arguments given without ``--``: revisions first; from the first one that is not a
+    revision on, paths, each of which must exist in the working tree (else the argument is ambiguous)."""
+    revs: list[str] = []
+    for i, arg in enumerate(args):
+        try:
+            repo.resolve(arg)
+        except RevisionNotFound:
+            if not os.path.lexists(arg):
+                if i == 0:
+                    raise
+                raise UsageError(f"ambiguous argument {arg!r}: unknown revision or path not in the working tree "
+                                 "(use '--' to separate paths from revisions)") from None
+            rest = args[i:]
+            missing = next((p for p in rest if not os.path.lexists(p)), None)
+            if missing is not None:
+                raise UsageError(f"ambiguous argument {missing!r}: unknown revision or path not in the working tree "
+                                 "(use '--' to separate paths from revisions)") from None
+            return revs, rest
+        if os.path.lexists(arg):
+            raise UsageError(f"ambiguous argument {arg!r}: both a revision and a path "
+                             f"(use 'dvx log {arg} --' or 'dvx log -- {arg}')")
+        revs.append(arg)
+    return revs, []
+
+
+def _log_path(repo: Any, path: str) -> str:
+    """:func:`_repo_path`, keeping a final ``/`` (a path that matches only a folder, as in git)."""
+    p = _repo_path(repo, path)
+    return p + "/" if p and path.endswith("/") else p
 
 
 def _log_line(e: Any) -> str:
@@ -248,7 +277,7 @@ def show(rev: str = typer.Argument("HEAD"), as_json: bool = typer.Option(False, 
     out(paint(f"commit {cid}", "33"))
     if len(c.parents) > 1:
         out("Merge: " + " ".join(p[:12] for p in c.parents))
-    out(f"Author: {c.author}")
+    out(f"Author: {one_line(c.author)}")
     out(f"Date:   {c.time}")
     for k, v in sorted(c.meta.items()):
         out(f"Meta:   {k}={v}")
@@ -534,6 +563,15 @@ def run() -> None:
     if signal.getsignal(signal.SIGINT) is _interrupted_while_loading:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, KeyboardInterrupt unwinds cleanly
     plain_output()
+    for arg in sys.argv[1:]:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            # Bytes that are not UTF-8 (decoded with surrogate escapes): refused here, before any command
+            # could store them, since names, messages and paths of the format are UTF-8.
+            shown = repr(arg.encode("utf-8", "surrogateescape"))[1:]
+            err(f"dvx: error: argument {shown} is not valid UTF-8")
+            sys.exit(2)
     try:
         rc = app(standalone_mode=False, prog_name="dvx")
     except DvxError as exc:

@@ -118,6 +118,18 @@ class LocalBackend(Backend):
         return cls(f"{what}: {reason}", reason)
 
     def _make_parent(self, final: Path) -> None:
+        if not self.root.is_dir():
+            # The remote's own folder is made on the first write, but never the folders above it: a path
+            # whose parent is missing (a network mount that is not mounted) is refused, not recreated locally.
+            try:
+                self.root.mkdir()
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                raise BackendError(f"cannot write to {self.root}: {self.root.parent} does not exist",
+                                     "parent folder missing") from None
+            else:
+                durable.fsync_dir(self.root.parent)
         durable.make_dirs(final.parent)
 
     # -- reading --------------------------------------------------------------------------------------

@@ -443,7 +443,7 @@ def encode_manifest(size: int, chunks: list[tuple[str, int]]) -> bytes:
 
 def parse_manifest(data: bytes, file_id: str) -> tuple[int, list[tuple[str, int]]]:
     try:
-        doc = json.loads(data)
+        doc = durable.loads_json(data)
         if doc.get("v") != 1:
             raise UnsupportedFormat(f"chunk manifest {file_id} has version {doc.get('v')}, this dvx reads 1")
         chunks = [(str(c), int(s)) for c, s in doc["chunks"]]
@@ -555,7 +555,11 @@ class StoreWriter:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
-            self.finish()
+            try:
+                self.finish()
+            except BaseException:
+                self.abort()  # a failed publication leaves no temp pack behind either
+                raise
         else:
             self.abort()
 
@@ -758,6 +762,8 @@ class StoreWriter:
                     self._published.append(digest.hex())
             except FileExistsError:
                 pass  # the same objects in the same order: that pack is already here
+            except OSError as exc:  # the folder refused the new name: name it, not the temp that was written
+                raise OSError(exc.errno, exc.strerror, os.fspath(pack_dir)) from exc
             durable._unlink_quiet(pack.tmp)  # noqa: SLF001 - same package
             with self._lock:
                 self._open.remove(pack)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from dvx.repo import Repo
+from dvx.transfer import add_remote, push
 
 ALWAYS_VOLATILE = (".dvx/index", ".dvx/lock")
 
@@ -304,11 +305,12 @@ def corrupt_tag_beside_a_branch(tmp: Path, cleanup: Cleanup) -> Run:
     return Run(repo.root, ["show", "v2"], repo.root, "refs/tags/v2")
 
 
-def log_with_two_revisions(tmp: Path, cleanup: Cleanup) -> Run:
+def log_with_an_unknown_path(tmp: Path, cleanup: Cleanup) -> Run:
+    """git: "ambiguous argument": a second argument without -- that is neither a revision nor a file here."""
     repo = committed(tmp, {"a": "1"})
     (repo.root / "a").write_text("2")
     repo.commit("c2")
-    return Run(repo.root, ["log", "HEAD~1", "HEAD", "--", "a"], repo.root, "one revision")
+    return Run(repo.root, ["log", "HEAD", "no-such-file"], repo.root, "ambiguous argument 'no-such-file'")
 
 
 def gc_grace_nan(tmp: Path, cleanup: Cleanup) -> Run:
@@ -368,10 +370,103 @@ def checkout_over_an_untracked_fifo(tmp: Path, cleanup: Cleanup) -> Run:
     return Run(repo.root, ["checkout", "main"], repo.root, "untracked files are in the way: p")
 
 
+def branch_name_not_utf8(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["branch", "b\udcff"], repo.root, "argument 'b\\xff' is not valid UTF-8")
+
+
+def message_not_utf8(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["commit", "--allow-empty", "-m", "\udcff"], repo.root, "not valid UTF-8")
+
+
+def init_branch_not_utf8(tmp: Path, cleanup: Cleanup) -> Run:
+    (tmp / "here").mkdir()
+    return Run(tmp / "here", ["init", "-b", "\udcff", "r"], tmp / "here", "not valid UTF-8")
+
+
+def author_not_utf8(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["commit", "--allow-empty", "-m", "m"], repo.root, "DVX_AUTHOR is not valid UTF-8",
+               env={"DVX_AUTHOR": "\udcff"})
+
+
+def remote_inside_a_repository_metadata(tmp: Path, cleanup: Cleanup) -> Run:
+    other = committed(tmp / "o", {"a": "1"})
+    repo = committed(tmp, {"a": "1"})
+    return Run(repo.root, ["remote", "add", "o", str(other.root / ".dvx")], tmp, "inside the repository metadata")
+
+
+def push_where_the_remote_folder_has_no_parent(tmp: Path, cleanup: Cleanup) -> Run:
+    """A remote's folder is made on the first push, never the folders above it (an unmounted mount point)."""
+    repo = committed(tmp, {"a": "1"})
+    (tmp / "mnt").mkdir()
+    r = Repo(repo.root)
+    add_remote(r, "far", str(tmp / "mnt" / "r"), {})
+    r.close()
+    (tmp / "mnt").rmdir()
+    return Run(repo.root, ["push", "far"], tmp, "does not exist")
+
+
+def push_to_a_remote_that_lost_its_data(tmp: Path, cleanup: Cleanup) -> Run:
+    repo = committed(tmp, {"a": "1"})
+    remote = tmp / "remote"
+    r = Repo(repo.root)
+    add_remote(r, "origin", str(remote), {})
+    push(r, "origin")
+    r.close()
+    shutil.rmtree(remote)
+    remote.mkdir()  # an empty mount point where the remote was
+    return Run(repo.root, ["push"], tmp, "holds no dvx data any more")
+
+
+def lock_is_a_symlink(tmp: Path, cleanup: Cleanup) -> Run:
+    """A symlink at .dvx/lock is never written through (the holder's pid would overwrite what it names)."""
+    repo = committed(tmp, {"a": "1"})
+    (tmp / "victim").write_text("precious\n")
+    lock = repo.root / ".dvx" / "lock"
+    lock.unlink(missing_ok=True)
+    lock.symlink_to(tmp / "victim")
+    return Run(repo.root, ["commit", "--allow-empty", "-m", "m"], tmp, "is not a regular file")
+
+
+def damaged_repository_inside_another(tmp: Path, cleanup: Cleanup) -> Run:
+    """A .dvx without its config stops the search for the repository: going on up would commit into the
+    enclosing one."""
+    committed(tmp, {"a": "1"})
+    child = committed(tmp / "repo" / "child", {"c": "1"})
+    (child.root / ".dvx" / "config").unlink()
+    (child.root / "c").write_text("2")
+    return Run(child.root, ["commit", "-m", "oops"], tmp, "damaged dvx repository")
+
+
+def publishing_refused_by_the_pack_folder(tmp: Path, cleanup: Cleanup) -> Run:
+    """The pack folder refuses the new name: the error names that folder (not the temp that was written
+    fine), and no temp pack is left in .dvx/tmp."""
+    repo = committed(tmp, {"a": "1"})
+    (repo.root / "b").write_text("2")
+    packs = repo.root / ".dvx" / "objects" / "pack"
+    packs.chmod(0o555)
+    cleanup.append(lambda: packs.chmod(0o755))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        flags = "--bounding-set=-dac_override,-dac_read_search,-fowner"
+        probe = [setpriv or "setpriv", flags, "touch", str(packs / "probe")]
+        if setpriv is None or subprocess.run(probe, capture_output=True).returncode == 0:
+            (packs / "probe").unlink(missing_ok=True)
+            pytest.skip("running as root without a working setpriv: a mode-555 folder cannot be made read-only")
+        prefix = probe[:2]
+    return Run(repo.root, ["commit", "-m", "x"], repo.root, f"permission denied ({packs})", prefix=prefix)
+
+
 CASES = [
+    lock_is_a_symlink, damaged_repository_inside_another, publishing_refused_by_the_pack_folder,
+    branch_name_not_utf8, message_not_utf8, init_branch_not_utf8, author_not_utf8,
+    remote_inside_a_repository_metadata, push_where_the_remote_folder_has_no_parent, push_to_a_remote_that_lost_its_data,
     init_with_a_bad_compression_level,
     branch_at_a_file_id, tag_at_a_tree_id, ls_past_the_first_commit, ls_unknown_revision, ls_corrupt_tag,
-    corrupt_tag_beside_a_branch, log_with_two_revisions, gc_grace_nan, config_user_not_an_object,
+    corrupt_tag_beside_a_branch, log_with_an_unknown_path, gc_grace_nan, config_user_not_an_object,
     config_remotes_an_int, config_remote_an_int, config_level_a_bool, config_format_a_float,
     checkout_over_an_untracked_fifo,
     not_a_repo, repo_exists, init_on_a_file, unknown_revision, unknown_revision_in_diff, dirty_tree_checkout,

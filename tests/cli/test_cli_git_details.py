@@ -73,7 +73,13 @@ def test_ctrl_c_prints_one_line_and_exits_130(repo: Repo, dvx_argv: list[str]) -
             fh.write(os.urandom(4 << 20))
     proc = subprocess.Popen([*dvx_argv, "commit", "-m", "big"], cwd=repo.root, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(0.4)  # past the imports, inside the commit of 256 MiB (which takes seconds)
+    # Inside the commit of 256 MiB (which takes seconds): once it holds the repository lock, it has its pid
+    # written there. A fixed sleep was too short on a loaded machine (the signal came during start-up).
+    lock = repo.root / ".dvx" / "lock"
+    deadline = time.monotonic() + 60
+    while str(proc.pid) not in (lock.read_text() if lock.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -944,3 +944,48 @@ def test_replay_noop_status_reads_no_file(replay: Replay, dvx_argv: list[str], c
         if path.startswith(str(replay.root) + "/") and not path.startswith(str(replay.root / ".dvx")):
             opened.append(path)
     assert not opened, opened[:5]
+
+
+# --- log's arguments: several revisions, paths without --, folder-only paths ------------------------------
+
+
+def test_log_arguments_are_read_like_git(twin: Twin) -> None:
+    """Revisions first, then paths that exist here; several revisions give the union of their histories; a
+    path ending in / matches only a folder; an argument that is neither is git's "ambiguous argument"."""
+    put(twin.root, {"f": "1", "d/x": "1"})
+    twin.commit("c1")
+    git(twin.root, "branch", "side")
+    api(twin.root, lambda r: r.create_branch("side"))
+    put(twin.root, {"f": "2"})
+    twin.commit("c2 main")
+    git(twin.root, "checkout", "-q", "side")  # the same folder is both tools' working tree
+    api(twin.root, lambda r: r.checkout("side"))
+    put(twin.root, {"d/x": "2"})
+    twin.commit("c3 side")
+    git(twin.root, "checkout", "-q", "main")
+    api(twin.root, lambda r: r.checkout("main"))
+
+    def same(*args: str) -> None:  # as sets: commits made in the same second are ordered apart by the tools
+        expected = {twin.ids[h] for h in git_out(twin.root, "log", "--format=%H", *args).split()}
+        got = {e["id"] for e in json.loads(twin.dvx("log", "--json", *args, check=True).stdout)}
+        assert got == expected, args
+
+    same("main", "side")
+    same("side", "main", "--", "d")
+    same("f")  # an existing file, no --
+    same("side", "d")
+    same("--", "f/")  # a file does not match a folder-only path
+    same("side", "--", "d/")
+    for args in (["main", "no-such"], ["f", "side"]):
+        r = twin.dvx("log", *args, check=False)
+        assert r.returncode != 0 and "ambiguous argument" in one_line_error(r), r
+        assert git(twin.root, "log", *args, check=False).returncode != 0
+
+
+def test_a_full_id_names_its_commit_even_when_a_branch_has_that_name(linear: Twin) -> None:
+    """git: a full hash means that object (the ref of the same name is ignored, with a warning)."""
+    head = json.loads(linear.dvx("log", "--json", "-n", "1", check=True).stdout)[0]["id"]
+    api(linear.root, lambda r: r.create_branch(head, "HEAD~2"))
+    shown = json.loads(linear.dvx("log", "--json", "-n", "1", head, check=True).stdout)[0]["id"]
+    assert shown == head
+    assert json.loads(linear.dvx("log", "--json", "-n", "1", head[:12], check=True).stdout)[0]["id"] == head

@@ -42,6 +42,12 @@ def per_file(b: dict[str, str], o: dict[str, str], t: dict[str, str]) -> dict[st
             r = z
         elif x == z:
             r = y
+        elif x is not None and y is not None and z is not None and all(c[0] in "fx" for c in (x, y, z)):
+            # files on all three: content and exec bit merge apart (as git merges content and mode)
+            if y[1:] != x[1:] and z[1:] not in (x[1:], y[1:]):
+                return None
+            content = z[1:] if y[1:] == x[1:] else y[1:]
+            r = (z[0] if y[0] == x[0] else y[0]) + content
         else:
             return None
         if r is not None:

@@ -120,12 +120,12 @@ def test_graph_octopus_makes_room_beside_it() -> None:
 def test_conflict_summary_says_what_each_side_did(mem: Any) -> None:
     """"both modified" for a chmod against an edit hides what happened; say what each side did."""
     b = mem.tree({"chm": "f1", "lnk": "f1", "both": "f1", "ln2": "l1"})
-    o = mem.tree({"chm": "f2", "lnk": "f2", "both": "f2", "ln2": "l2", "new": "l1", "exe": "f1"})
+    o = mem.tree({"lnk": "f2", "both": "f2", "ln2": "l2", "new": "l1", "exe": "f1"})
     t = mem.tree({"chm": "x1", "lnk": "l1", "both": "f3", "ln2": "l3", "new": "f1", "exe": "x1"})
     _, conflicts, _ = merge_trees(mem, b, o, t, theirs_label="feature")
     assert {c.path: c.summary() for c in conflicts} == {
         "both": "both (both modified)",
-        "chm": "chm (modified here, made executable in feature)",
+        "chm": "chm (deleted here, made executable in feature)",
         "exe": "exe (added here, added executable in feature)",
         "ln2": "ln2 (both changed symlink target)",
         "lnk": "lnk (modified here, replaced file with symlink in feature)",

@@ -187,8 +187,9 @@ def test_conflict_leaves_everything_untouched(forked: Repo, h: Any) -> None:
     commit_files(repo, h, {"b.txt": "b feature\n", "keep": None}, "clash")
     repo.checkout("main")
     commit_files(repo, h, {"keep": "k main\n"}, "keep changed")
+    (repo.root / "a.txt").write_text("a main\n")
     os.chmod(repo.root / "a.txt", 0o755)
-    commit_files(repo, h, {}, "chmod")
+    commit_files(repo, h, {}, "edit and chmod")
     before = h.snapshot(repo.root)
     log_before = [e.id for e in repo.log()]
     with pytest.raises(MergeConflict) as info:
@@ -200,7 +201,7 @@ def test_conflict_leaves_everything_untouched(forked: Repo, h: Any) -> None:
         ("keep", MODIFIED_DELETED),
     ]
     assert "keep (modified here, deleted in feature)" in str(info.value)
-    assert conflicts[0].ours_did == "made executable"
+    assert conflicts[0].ours_did == "modified"
     assert h.snapshot(repo.root) == before
     assert [e.id for e in repo.log()] == log_before
 

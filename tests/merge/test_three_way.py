@@ -51,9 +51,13 @@ ROWS: list[tuple[str, str | None, str | None, str | None, Any]] = [
     ("theirs-chmod", "f1", "f1", "x1", "x1"),
     ("same-chmod", "f1", "x1", "x1", "x1"),
     ("theirs-unchmod", "x1", "x1", "f1", "f1"),
-    ("chmod-vs-modified", "f1", "x1", "f2", [("p", BOTH_MODIFIED)]),
-    ("chmod-vs-modified-x", "f1", "x1", "x2", [("p", BOTH_MODIFIED)]),
-    ("modified-vs-chmod", "f1", "f2", "x1", [("p", BOTH_MODIFIED)]),
+    # as git: content and exec bit merge apart; only two different contents clash
+    ("chmod-vs-modified", "f1", "x1", "f2", "x2"),
+    ("chmod-vs-modified-x", "f1", "x1", "x2", "x2"),
+    ("modified-vs-chmod", "f1", "f2", "x1", "x2"),
+    ("unchmod-vs-modified", "x1", "f1", "x2", "f2"),
+    ("same-edit-vs-chmod", "f1", "f2", "x2", "x2"),
+    ("chmod-vs-different-edits", "f1", "x2", "f3", [("p", BOTH_MODIFIED)]),
     ("chmod-vs-deleted", "f1", "x1", None, [("p", MODIFIED_DELETED)]),
     ("chmod-vs-dir", "f1", "x1", "d1", [("p", FILE_DIRECTORY)]),
     ("dir-vs-chmod", "f1", "d1", "x1", [("p", FILE_DIRECTORY)]),
@@ -253,14 +257,14 @@ def test_all_rows_in_one_tree(tmp_path: Any, h: Any) -> None:
 def test_conflict_descriptions(mem: Any) -> None:
     b = mem.tree({"a.txt": "f1", "b": "f1", "c": "f1", "e": "f1", "l": "l1"})
     o = mem.tree({"a.txt": "f2", "b": "f2", "c": "f2", "e": "x1", "l": "l2", "n": "f1"})
-    t = mem.tree({"a.txt": "f3", "b/x": "f1", "e": "f2", "l": "l3", "n": "f2"})
+    t = mem.tree({"a.txt": "f3", "b/x": "f1", "l": "l3", "n": "f2"})
     _, conflicts, _ = merge_trees(mem, b, o, t, "fail", theirs_label="feature")
     got = {c.path: c.summary() for c in conflicts}
     assert got == {
         "a.txt": "a.txt (both modified)",
         "b": "b/ (file vs directory: file here, directory in feature)",
         "c": "c (modified here, deleted in feature)",
-        "e": "e (made executable here, modified in feature)",
+        "e": "e (made executable here, deleted in feature)",
         "l": "l (both changed symlink target)",
         "n": "n (both added)",
     }
@@ -268,7 +272,7 @@ def test_conflict_descriptions(mem: Any) -> None:
     assert msg.startswith("merge conflict in 6 paths: a.txt (both modified), b/ (file vs directory")
     assert msg.endswith("; nothing was changed" + CONFLICT_HINT) and "\n" not in msg
     by_path = {c.path: c for c in conflicts}
-    assert by_path["e"].ours_did == "made executable" and by_path["e"].theirs_did == "modified"
+    assert by_path["e"].ours_did == "made executable" and by_path["e"].theirs_did == "deleted"
     assert by_path["l"].ours_did == "changed symlink target"
     assert by_path["b"].theirs_did == "replaced file with directory"
     assert by_path["c"].to_json()["theirs"] == "deleted"

@@ -168,3 +168,32 @@ def test_unknown_link_mode_and_bad_jobs_are_usage_errors(dataset: Repo, cache: C
         checkout_to(dataset, "v1", tmp_path / "o", link="teleport", cache=cache)
     with pytest.raises(UsageError):
         checkout_to(dataset, "v1", tmp_path / "o", jobs=0, cache=cache)
+
+
+@pytest.mark.parametrize("where", ["files", "pending"])
+@pytest.mark.parametrize("bad", ["../outside/precious.txt", "a/../../outside/precious.txt", "/abs", "a//b", ".dvx/x"])
+def test_a_manifest_path_outside_the_folder_is_damage_and_nothing_outside_is_touched(
+    dataset: Repo, cache: Cache, tmp_path: Path, where: str, bad: str
+) -> None:
+    """The manifest is read from a folder anyone may have edited: a path in it that leaves the folder (or
+    names its metadata) makes it damaged; no file outside the folder is removed, and --force starts afresh."""
+    import json
+
+    dest = tmp_path / "out"
+    checkout_readonly(dataset, "v1", dest, cache=cache)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("not from dvx")
+    doc = json.loads((dest / MANIFEST_NAME).read_text())
+    if where == "files":
+        doc["files"][bad] = next(iter(doc["files"].values()))
+    else:
+        doc["pending"] = [bad]
+    (dest / MANIFEST_NAME).write_text(json.dumps(doc))
+    with pytest.raises(Exception, match="is damaged"):
+        read_manifest(dest)
+    with pytest.raises(Exception, match="damaged"):
+        checkout_readonly(dataset, "v1", dest, cache=cache)
+    checkout_readonly(dataset, "v1", dest, cache=cache, force=True)  # as the error advises: a fresh manifest
+    assert (outside / "precious.txt").read_text() == "not from dvx"
+    assert read_manifest(dest) is not None

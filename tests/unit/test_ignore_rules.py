@@ -11,9 +11,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dvx.repo import Repo
-from dvx.worktree import IgnoreRules
+from dvx.worktree import IgnoreRules, _tame, compile_patterns
 
 CASES = [
     # (files, .dvxignore content, the files git keeps besides .dvxignore)
@@ -28,6 +30,12 @@ CASES = [
     (["a/x.log", "a/b/x.log", "x.log", "keep"], "*.log\n!/x.log\n", ["keep", "x.log"]),
     (["d/f", "e/d/f", "g"], "/d/\n", ["e/d/f", "g"]),
     (["foo bar", "foo", "x\\"], "foo\\ \n", ["foo", "foo bar", "x\\"]),  # "foo\ " is "foo " (kept by neither)
+    # runs of stars: "**" as a whole component, else one "*" (git's wildmatch)
+    (["abcab", "xa", "ab", "d/ab", "d/e/ab"], "***a*b\n", ["xa"]),
+    (["d/x", "d/e/x", "y"], "d/***/x\n", ["y"]),
+    (["aab", "ab", "a/b"], "a**b\n", ["a/b"]),
+    (["ab.c", "a.b", "abc"], "*.*\n", ["abc"]),
+    (["zaab", "aab", "abab", "baba", "a"], "*a*a*b\n", ["a", "baba"]),
 ]
 
 
@@ -93,3 +101,73 @@ def test_lines_git_cannot_read_match_nothing_and_bad_ls_patterns_are_one_line(re
     for pattern in ("!", "a\\"):
         r = run_dvx(["ls", "HEAD", pattern], repo.root, check=False)
         assert r.stderr.startswith("dvx: error: invalid pattern") and len(r.stderr.splitlines()) == 1
+
+
+def test_a_bad_range_or_a_posix_class_in_dvxignore_is_no_traceback(repo: Repo, run_dvx) -> None:
+    """`[z-a]` matches nothing (git cannot read it either); as a command-line pattern it is one error line."""
+    (repo.root / "abc").write_text("x")
+    (repo.root / "a.txt").write_text("y")
+    (repo.root / ".dvxignore").write_text("a[z-a]c\n[[:alpha:]]x\n")
+    r = run_dvx(["status"], repo.root)
+    assert r.stderr == "" and "abc" in r.stdout and "a.txt" in r.stdout
+    repo.commit("one")
+    r = run_dvx(["ls", "HEAD", "a[z-a]c"], repo.root, check=False)
+    assert r.stderr.startswith("dvx: error: invalid pattern") and len(r.stderr.splitlines()) == 1
+
+
+def test_many_stars_match_in_linear_time(repo: Repo) -> None:
+    """`*a*a*...*b` backtracked over every way to place the stars (seconds per name at 8 stars, minutes at 10,
+    as pathspec writes the regex); now each star commits to the leftmost match. No timing: a run that regressed
+    would not finish in the suite's time."""
+    (repo.root / ".dvxignore").write_text("*a" * 12 + "b\n" + "*" * 30 + "a\n")
+    (repo.root / ("a" * 200)).write_text("1")
+    (repo.root / ("a" * 100 + "b")).write_text("2")
+    assert sorted(repo.status().added) == [".dvxignore"]
+
+
+def test_a_dvxignore_that_is_not_a_regular_file_is_not_read(repo: Repo, run_dvx) -> None:
+    """As git >= 2.32 with .gitignore: a symlink (here to /dev/zero) or a fifo is not read, with a warning,
+    instead of reading forever or blocking."""
+    import os
+
+    (repo.root / "f").write_text("x")
+    os.symlink("/dev/zero", repo.root / ".dvxignore")
+    r = run_dvx(["status"], repo.root)
+    assert ".dvxignore is a symbolic link: not read" in r.stderr and "f" in r.stdout
+    (repo.root / ".dvxignore").unlink()
+    os.mkfifo(repo.root / ".dvxignore")
+    r = run_dvx(["status"], repo.root, timeout=30)
+    assert ".dvxignore is a fifo: not read" in r.stderr
+
+
+_glob = st.text(alphabet="ab*?/[]!", min_size=1, max_size=9)
+_path = st.text(alphabet="ab/", min_size=1, max_size=10).filter(lambda p: not p.startswith("/") and "//" not in p)
+
+
+@settings(max_examples=400, deadline=None)
+@given(pattern=_glob, paths=st.lists(_path, min_size=1, max_size=8))
+def test_tamed_regexes_match_what_pathspecs_own_match(pattern: str, paths: list[str]) -> None:
+    """The rewrite of each star into an atomic leftmost match changes no answer (against pathspec's regex of
+    the same collapsed pattern)."""
+    import re
+    import warnings
+
+    from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
+
+    from dvx.worktree import _collapse_stars
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            original = GitIgnoreSpecPattern(_collapse_stars(pattern)).regex
+    except (ValueError, re.error):
+        return
+    if original is None:
+        return
+    tamed = re.compile(_tame(original.pattern))
+    for path in paths:
+        a, b = original.search(path), tamed.search(path)
+        assert (a is None) == (b is None), (pattern, path, original.pattern, tamed.pattern)
+        if a is not None and b is not None:
+            assert (a.groupdict().get("ps_d") is None) == (b.groupdict().get("ps_d") is None)
+    assert compile_patterns([pattern]) is not None
