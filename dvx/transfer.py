@@ -45,7 +45,7 @@ from .errors import (
     os_error,
 )
 from .ids import hash_bytes, is_id
-from .model import DIR, FILE
+from .model import DIR, FILE, Commit
 from .refs import HEADS, REMOTES, TAGS, check_ref_name
 from .remote.backend import absolute_url
 from .store import BLOB, CHUNKED, COMMIT, TREE, TYPE_WORDS, ObjectInfo, parse_manifest
@@ -817,7 +817,14 @@ def is_ancestor(repo: Repo, ancestor: str, descendant: str) -> bool:
 def fetch(
     repo: Repo, remote_name: str = "origin", *, progress: Progress | None = None, objects: Progress | None = None
 ) -> TransferStats:
-    """Bring the remote's refs, commits, trees and chunk manifests (not file contents: those come lazily)."""
+    """Bring the remote's refs, commits, trees and chunk manifests; outside a lazy clone, also the file contents
+    of everything the fetched refs reach that the store lacks (docs/format.md §17.6).
+
+    A repository that is not a lazy clone is complete (§15.2 invariant 3): every ref names a commit whose whole
+    closure is here, which ``merge``, ``checkout``, ``fsck`` and ``gc`` rely on. So the refs move only once
+    everything they need is stored: killed before, a fetch leaves the refs as they were, and the next fetch
+    downloads only what is still missing. A lazy clone fetches metadata only; its contents come on demand.
+    """
     view = view_for(repo, remote_name)
     start_requests = view.backend.request_count
     view.require_format()
@@ -834,7 +841,8 @@ def fetch(
                     wanted.append(oid)
     stats = view.fetch_objects(wanted, progress, objects) if wanted else TransferStats()
     # The refs are checked and set under the repository lock: a commit that was here already, unreachable, was
-    # not fetched again, and a gc running meanwhile would delete it under the new ref.
+    # not fetched again, and a gc running meanwhile would delete it under the new ref. The contents are looked
+    # for and fetched under it too, for the same reason (a content found here must still be here for the ref).
     with repo.lock:
         # A remote ref must name a commit that is here: else it would become a local ref to nothing, and the
         # local fsck and gc would fail on it ever after. Checked for every ref before any ref is set.
@@ -846,22 +854,107 @@ def fetch(
                     f"remote {view.backend.url} is damaged: its ref {ref} names {value[:16]} {what} "
                     f"(no local ref was changed; run 'dvx fsck --remote {remote_name}')"
                 )
+        updates: list[tuple[str, str, str | None]] = []  # (local ref, new value, old value)
         for ref, (value, _) in remote_refs.items():
             if ref.startswith(HEADS):
                 tracking = f"{REMOTES}{remote_name}/{ref[len(HEADS):]}"
                 old = repo.refs.get(tracking)
                 if old != value:
-                    repo.refs.update(tracking, value, old)
-                    stats.refs_updated.append(tracking)
-            elif ref.startswith(TAGS):
-                if repo.refs.get(ref) is None:
-                    repo.refs.update(ref, value, None)
-                    stats.refs_updated.append(ref)
+                    updates.append((tracking, value, old))
+            elif ref.startswith(TAGS) and repo.refs.get(ref) is None:
+                updates.append((ref, value, None))
+        if updates and not repo.is_lazy:
+            files = files_to_complete(repo, [new for _, new, _ in updates], repo.root_commits())
+            _add_stats(stats, fetch_contents(repo, view, files, progress, objects))
+        for ref, new, old in updates:
+            repo.refs.update(ref, new, old)
+            stats.refs_updated.append(ref)
         repo.tidy_packs()
     stats.up_to_date = not stats.refs_updated
     stats.warnings.extend(f"ignored remote ref {k!r}: not a valid branch or tag name" for k in view.ignored_refs)
     stats.requests = view.backend.request_count - start_requests
     return stats
+
+
+def files_to_complete(repo: Repo, tips: Iterable[str], complete: Iterable[str]) -> list[str]:
+    """The file ids of the commits reachable from ``tips`` but not from ``complete``: of each such commit, the
+    files that differ from its first parent's (read at the cost of the changes, :meth:`TreeReader.differing`).
+
+    Every other file of such a commit is its first parent's, and that parent is complete: reachable from
+    ``complete`` (commits whose closure is here, §15.2 invariant 3), or itself walked. So these ids, with their
+    chunks, are all that the tips need beyond what is here, and a fetch of commits already here reads nothing.
+    """
+    from .merge import ancestors
+
+    commits: dict[str, Commit] = {}
+
+    def commit(cid: str) -> Commit:
+        if cid not in commits:
+            commits[cid] = repo.read_commit(cid)
+        return commits[cid]
+
+    done = ancestors(lambda cid: commit(cid).parents, complete)
+    files: dict[str, None] = {}
+    stack = list(tips)
+    while stack:
+        cid = stack.pop()
+        if cid in done:
+            continue
+        done.add(cid)
+        c = commit(cid)
+        stack.extend(c.parents)
+        base = commit(c.parents[0]).tree if c.parents else None
+        _, theirs = repo.trees.differing(base, c.tree)
+        files.update(dict.fromkeys(e.id for e in theirs.values() if e.kind == FILE))
+    return list(files)
+
+
+def contents_missing(repo: Repo, file_ids: Iterable[str]) -> list[str]:
+    """What the contents of these files need that the store lacks: each file id not here (a blob, or a manifest
+    not fetched yet) and the chunks not here of each manifest that is, following a chunk that is itself a
+    manifest one level, as reads, fsck and gc do (:meth:`Repo.chunk_objects`)."""
+    store = repo.store
+    out: dict[str, None] = {}
+    seen: set[str] = set()
+    for fid in dict.fromkeys(file_ids):
+        info = store.info(fid)
+        if info is None:
+            out[fid] = None
+        elif info.type == CHUNKED:
+            for chunk_id, _ in repo.chunk_objects(fid):
+                if chunk_id not in seen:
+                    seen.add(chunk_id)
+                    if not store.has(chunk_id):
+                        out[chunk_id] = None
+    return list(out)
+
+
+def fetch_contents(
+    repo: Repo,
+    view: RemoteView,
+    file_ids: Iterable[str],
+    progress: Progress | None = None,
+    objects: Progress | None = None,
+    *,
+    missing: list[str] | None = None,
+) -> TransferStats:
+    """Download from ``view`` what the contents of these files lack (``missing``, if the caller has computed it
+    already): one parallel batch (:meth:`RemoteView.fetch_objects`), then one more for the chunks of each
+    manifest it brought (a file id may be a manifest, and so may a chunk). Each round stores objects that were
+    not here, of which a remote has finitely many, so this ends."""
+    stats = TransferStats()
+    wanted = contents_missing(repo, file_ids) if missing is None else missing
+    while wanted:
+        _add_stats(stats, view.fetch_objects(wanted, progress, objects))
+        arrived = [oid for oid in wanted if (info := repo.store.info(oid)) is not None and info.type == CHUNKED]
+        wanted = contents_missing(repo, arrived)
+    return stats
+
+
+def _add_stats(stats: TransferStats, more: TransferStats) -> None:
+    stats.objects += more.objects
+    stats.bytes += more.bytes
+    stats.packs += more.packs
 
 
 def install_lazy_fetcher(repo: Repo, remote_name: str | None = None) -> None:
@@ -890,42 +983,25 @@ def prefetch_files(
     remote_name: str | None = None,
     objects: Progress | None = None,
 ) -> TransferStats:
-    """Make sure the contents of these files are local, fetching what is missing in one parallel batch.
+    """Make sure the contents of these files are local, fetching what is missing in one parallel batch (and one
+    more for the chunks of manifests not here yet: :func:`fetch_contents`).
 
     From ``remote_name`` if given (``pull`` fetches from the remote it pulls from, which need not be the lazy
-    remote: a repository made by ``init`` has none), else from ``core.lazy_remote``.
+    remote: a repository made by ``init`` has none), else from ``core.lazy_remote``. When nothing is missing,
+    the remote is not contacted.
     """
-    missing: list[str] = []
-    manifests: list[str] = []
-    for fid in set(file_ids):
-        info = repo.store.info(fid)
-        if info is None:
-            manifests.append(fid)
-        elif info.type == CHUNKED:
-            missing.extend(c for c, _ in repo.store.file_chunks(fid) if not repo.store.has(c))
-    name = remote_name or repo.config.get("core", {}).get("lazy_remote")
-    if not (missing or manifests):
+    missing = contents_missing(repo, file_ids)
+    if not missing:
         return TransferStats()
+    name = remote_name or repo.config.get("core", {}).get("lazy_remote")
     if not name:
-        oid = (manifests or missing)[0]
-        raise MissingObject(f"object {oid} is missing from the store and no remote is configured to fetch it", oid)
+        raise MissingObject(
+            f"object {missing[0]} is missing from the store and no remote is configured to fetch it", missing[0]
+        )
     view = view_for(repo, name)
     view.require_format()
     view.load_indexes()
-    stats = TransferStats()
-    if manifests:
-        # A file id is either a blob or a manifest; fetching manifests first reveals their chunks.
-        first = view.fetch_objects(manifests, progress, objects)
-        stats.objects += first.objects
-        stats.bytes += first.bytes
-        for fid in manifests:
-            info = repo.store.info(fid)
-            if info is not None and info.type == CHUNKED:
-                missing.extend(c for c, _ in repo.store.file_chunks(fid) if not repo.store.has(c))
-    if missing:
-        second = view.fetch_objects(missing, progress, objects)
-        stats.objects += second.objects
-        stats.bytes += second.bytes
+    stats = fetch_contents(repo, view, (), progress, objects, missing=missing)
     stats.requests = view.backend.request_count
     return stats
 

@@ -79,7 +79,11 @@ def fetch(
     remote: str = typer.Argument("origin", help="Remote name."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Fetch refs, commits and trees (file contents come when a checkout needs them)."""
+    """Fetch the remote's branches and tags with their commits, trees and (except in a clone) file contents.
+
+    Only what is missing travels. A clone is lazy: its file contents come when a checkout needs them.
+
+    In a repository made by init, they come with the fetch, so merge and checkout of a fetched branch work."""
     from ..transfer import fetch as do_fetch
 
     repo = open_repo()
