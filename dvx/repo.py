@@ -894,6 +894,7 @@ class Repo:
         done = [0]
         started = worktree.now_ns()
         staging = self._staging_dir() if files else None
+        placing = False
         try:
             staged: list[tuple[str, Entry, Path]] = []
             if staging is not None:
@@ -910,6 +911,7 @@ class Repo:
                 with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
                     staged = list(pool.map(stage, enumerate(files)))
             # Every content is here and verified: from now on only renames, deletes and chmods.
+            placing = True
             for path in sorted(deletes, key=lambda p: -p.count("/")):
                 worktree.remove_path(self.root, path)
                 cache.forget(path)
@@ -921,6 +923,13 @@ class Repo:
                 _place_staged(self.root, path, entry, tmp)
             for path, entry in links:
                 worktree.materialize(self.root, path, entry, self.store, umask=self._umask)
+        except (OSError, DvxError) as exc:
+            if not placing:
+                raise  # nothing in the working tree was touched yet
+            # A rename or delete refused half-way (a folder made immutable, a full disk): say so, and how back.
+            text = str(os_error(exc, "cannot update the working tree")) if isinstance(exc, OSError) else str(exc)
+            raise StorageError(f"{text}; the working tree was partly updated and HEAD did not move "
+                               "('dvx status' shows what changed, 'dvx checkout -f HEAD' restores the tracked files)") from exc
         finally:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)

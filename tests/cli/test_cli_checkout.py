@@ -300,3 +300,30 @@ def test_nested_repository_does_not_break_status_or_commit(repo: Repo, run_dvx, 
     assert "a.txt" in added and "vendor/lib/x.py" in added
     assert not any(f"/{meta}/" in p for p in added)
     run_dvx(["commit", "-m", "with a nested repository"], repo.root, check=True)
+
+
+def test_a_checkout_refused_half_way_by_the_file_system_says_so(repo: Repo, run_dvx, write_files) -> None:
+    """An immutable folder (chattr +i) refuses a rename after other files were placed: the one error line says
+    the working tree was partly updated, that HEAD did not move, and how to put the tracked files back."""
+    import shutil
+    import subprocess
+
+    write_files(repo.root, {"a/one": "1", "b/two": "2"})
+    repo.commit("base")
+    repo.create_branch("side")
+    repo.checkout("side")
+    write_files(repo.root, {"a/new1": "n1", "b/new2": "n2"})
+    repo.commit("side")
+    repo.checkout("main")
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(repo.root / "b")], capture_output=True).returncode:
+        pytest.skip("chattr +i is not available here (needs root on ext4 or similar)")
+    try:
+        r = run_dvx(["checkout", "side"], repo.root, check=False)
+    finally:
+        subprocess.run([chattr, "-i", str(repo.root / "b")], check=True)
+    assert r.returncode != 0 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "partly updated and HEAD did not move" in r.stderr and "checkout -f HEAD" in r.stderr
+    assert repo.head()[0] == "main"
+    run_dvx(["checkout", "-f", "HEAD"], repo.root, check=True)
+    assert not repo.status().modified and not repo.status().deleted
