@@ -300,8 +300,8 @@ class Repo:
         if not self.has_worktree:
             branch, _ = self.head()
             raise NoWorktree(
-                f"cannot {what}: no files are checked out here (cloned with --no-checkout); "
-                f"run 'dvx checkout {branch or 'REV'}' first"
+                f"cannot {what}: no files are checked out here (a clone made with --no-checkout, or one interrupted "
+                f"while writing its files); run 'dvx checkout {branch or 'REV'}' first"
             )
 
     # -- objects ------------------------------------------------------------------------------------
@@ -1514,6 +1514,7 @@ def _stage_file(tmp: Path, rel: str, entry: Entry, store: ObjectStore, umask: in
 
 def _place_staged(root: Path, rel: str, entry: Entry, tmp: Path) -> None:
     """Rename a staged file over ``rel`` (a copy beside it first when .dvx/tmp is on another file system)."""
+    durable.fault("checkout.before-place")
     try:
         parent = worktree.safe_parent(root, rel)
         final = parent / entry.name

@@ -1114,6 +1114,9 @@ def clone(
     if os.path.lexists(dest) and not dest.is_dir():
         raise UsageError(f"destination {dest} exists and is not a folder")
     if dest.exists() and any(dest.iterdir()):
+        if _interrupted_clone_of(dest, absolute_url(url)):
+            raise UsageError(f"destination {dest} holds an interrupted clone of {url}: run 'dvx checkout BRANCH' "
+                             "in it to write its files, or remove it and clone again")
         raise UsageError(f"destination {dest} exists and is not empty")
     created = not os.path.lexists(dest)
     repo: Repo | None = None
@@ -1123,8 +1126,10 @@ def clone(
         stored_url = absolute_url(url)
         repo.config.setdefault("remotes", {})["origin"] = {"url": stored_url, "options": dict(options or {})}
         repo.config["core"]["lazy_remote"] = "origin"
-        if not checkout:
-            repo.config["core"]["worktree"] = False  # no files are checked out here yet (docs/format.md §14.1)
+        # No files are checked out here yet (docs/format.md §14.1), also while this clone writes them: killed
+        # half-way, the folder must not pass for a checkout whose missing files the user deleted. status and
+        # commit refuse there, and the next checkout writes every file.
+        repo.config["core"]["worktree"] = False
         repo.save_config()
         del backend
         stats = fetch(repo, "origin", progress=progress, objects=objects)
@@ -1152,12 +1157,27 @@ def clone(
             repo.refs.set_head_detached(commit_id)
             _materialize_all(repo, target, progress)
             repo.refs.set_head_symbolic(HEADS + chosen)
+            del repo.config["core"]["worktree"]  # every file is here now
+            repo.save_config()
     except BaseException:
         if repo is not None:
             repo.close()
         _discard_failed_clone(dest, created)
         raise
     return repo
+
+
+def _interrupted_clone_of(dest: Path, url: str) -> bool:
+    """``dest`` is a clone of ``url`` that never finished writing its files (killed: a clone that fails with an
+    error removes what it made)."""
+    from .repo import Repo
+
+    try:
+        repo = Repo(dest)
+    except DvxError:
+        return False
+    remote = repo.config.get("remotes", {}).get("origin", {})
+    return not repo.has_worktree and repo.is_lazy and isinstance(remote, dict) and remote.get("url") == url
 
 
 def _discard_failed_clone(dest: Path, created: bool) -> None:

@@ -107,6 +107,26 @@ def test_pull_into_a_fresh_repository_with_a_remote_added(tmp_path: Path) -> Non
     ok(dvx(fresh, "fsck"))
 
 
+# --- a clone killed while it writes its files ------------------------------------------------------------
+
+
+def test_a_clone_killed_while_writing_its_files_never_passes_for_a_checkout_with_deletions(tmp_path: Path) -> None:
+    """Killed half-way through placing the files, the clone is marked as one with no files checked out:
+    status and commit refuse (a commit would have recorded the missing files as deleted, and a push published
+    that); a re-run of clone says what the folder is; `checkout BRANCH` writes every file."""
+    remote, src = pushed_repo(tmp_path)
+    killed = dvx(tmp_path, "clone", str(remote), "c1", env={"DVX_FAULT": "checkout.before-place:2:kill"})
+    assert killed.returncode == -9, killed
+    c1 = tmp_path / "c1"
+    assert "no files are checked out here" in one_error_line(dvx(c1, "status"))
+    assert "no files are checked out here" in one_error_line(dvx(c1, "commit", "-m", "oops"))
+    assert "interrupted clone" in one_error_line(dvx(tmp_path, "clone", str(remote), "c1"))
+    ok(dvx(c1, "checkout", "main"))
+    assert files_of(c1) == files_of(src.root)
+    assert "nothing to commit" in ok(dvx(c1, "status"))
+    ok(dvx(c1, "fsck"))
+
+
 # --- a failed clone leaves nothing behind ------------------------------------------------------------------
 
 
