@@ -8,9 +8,9 @@ Layout, version 1::
     <cache>/v1/objects/ab/<id>.x   the same content, mode 0555, made only for executables: a hard link shares
                                    its inode's mode, so equal bytes with and without +x need two inodes
     <cache>/v1/used/ab/<id>        empty; its mtime is the last use of <id>: LRU without atime, which
-                                   noatime/relatime mounts do not keep. An object's own mtime is its creation,
-                                   so a use within :data:`FRESH_SECONDS` of it writes no stamp (one syscall per
-                                   file saved on the checkout right after an extraction)
+                                   noatime/relatime mounts do not keep. An object's own mtime is its creation
+                                   (sealed, see below), so a use within :data:`FRESH_SECONDS` of it writes no
+                                   stamp (one syscall per file saved on the checkout right after an extraction)
     <cache>/v1/used/log/<t>.*.ids  a usage log: the raw 32-byte ids a checkout used, at time <t> (ns, in the
                                    name): one file per checkout instead of a stamp per object
     <cache>/v1/used/log/<t>.*.last a summary of folded logs: records of (32-byte id, u64 last use in ns)
@@ -23,14 +23,25 @@ Invariants:
 - An object file is published complete or not at all. Its bytes come from ``ObjectStore.iter_file`` (which
   verifies every chunk, and the whole, against the id) or from the other, trusted variant; the byte count must
   equal the size the tree records. They go to a temp file (an anonymous ``O_TMPFILE`` inode in the object's
-  folder, else an ``O_EXCL`` file in ``tmp/``), which is made durable (fsync, or one ``syncfs`` per group) and
-  chmod'ed, then ``link``ed to its name (create-only). Two processes extracting the same object both succeed;
-  the second drops its temp. Directories are not fsynced: a name lost in a power cut costs a
+  folder, else an ``O_EXCL`` file in ``tmp/``), which is chmod'ed, sealed (below) and made durable (fsync, or one
+  ``syncfs`` per group), then ``link``ed to its name (create-only). Two processes extracting the same object
+  both succeed; the second drops its temp. Directories are not fsynced: a name lost in a power cut costs a
   re-extraction, never wrong bytes.
-- An object file is never written in place. It is trusted when it is a regular file of the expected size with
-  exactly the expected mode (no write bits); anything else is replaced atomically (``rename``). Only
-  :meth:`Cache.verify` re-hashes: a job running as the cache's owner that chmods a hard-linked file and writes
-  into it is the one corruption the cheap check cannot see.
+- An object file is never written in place, and its mtime is a *seal*: before it is published, its mtime is set
+  to a time whose nanoseconds are derived from its id (:func:`seal_ns`; up to a second before the insertion,
+  so the mtime still tells its age). It is trusted when it is a regular file of the expected size with exactly
+  the expected mode (no write bits) and a sealed mtime: one ``lstat``, which a lookup makes anyway. A write into
+  it (as root, or after a chmod, through a hard link in any checkout) sets the mtime to the time of the write
+  and so breaks the seal; ``link``, ``unlink``, ``rename``, ``chmod``, reflinking and copying it do not. An
+  object whose seal is broken but whose size and mode are right is hashed before any use: good bytes are
+  sealed again in place (keeping their age), bad ones are replaced atomically (``rename``) by a fresh
+  extraction, like anything else that fails the check. On a file system that keeps no nanoseconds the seal is a
+  whole, even number of seconds before 2002 derived from the id (:func:`coarse_seal`), which no write made since
+  then can produce; where neither holds, or when another user owns the file, the object is hashed on every use.
+  A write that puts the old mtime back (``touch -r``, ``cp -p`` over it) or damage that leaves the mtime alone
+  (a bad disk) is what only :meth:`Cache.verify` finds; it breaks the seal of a bad file before removing it, so
+  that every checkout hard-linking it sees the change and replaces the file at its next checkout. The rule is
+  written down in docs/format.md, §18.
 - Eviction only unlinks names. A hard-linked checkout keeps its inode, so its bytes stay (they are freed with
   the last link); a reflinked or copied checkout is independent. Only symlink-mode checkouts point at cache
   names, so they pin what they use.
@@ -51,6 +62,7 @@ import errno
 import fcntl
 import itertools
 import json
+import mmap
 import os
 import secrets
 import stat
@@ -62,10 +74,9 @@ from pathlib import Path
 from typing import Any
 
 from . import durable
-from .errors import BadConfig, CorruptObject, DvxError, StorageError, UsageError, os_error
+from .errors import BadConfig, CorruptObject, DvxError, UsageError, os_error
 from .ids import hash_bytes, is_id
 from .store import ObjectStore
-from .worktree import hash_file
 
 CACHE_LAYOUT = "v1"
 FILE_MODE = 0o444
@@ -86,6 +97,51 @@ FICLONE = 0x40049409  # _IOW(0x94, 9, int): Linux clone-file ioctl (btrfs, XFS, 
 UNSUPPORTED_ERRNOS = frozenset(
     {errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EPERM}
 )
+
+_NS = 1_000_000_000
+COARSE_SEAL_BASE = 1_000_000_000  # seconds: 2001-09-09; coarse seals lie in the 194 days after it
+
+
+def seal_ns(object_id: str) -> int:
+    """The nanoseconds (1 to 2**28, never 0) of the mtime of a sealed cache file of ``object_id``: its first 7
+    hex digits plus one (cheap: a warm checkout computes it for every file)."""
+    return int(object_id[:7], 16) + 1
+
+
+def coarse_seal(object_id: str) -> int:
+    """The mtime (in ns) of a cache file of ``object_id`` sealed on a file system that keeps no nanoseconds: a
+    whole, even number of seconds (FAT keeps 2 s) in 2001 or 2002, long before any write that could break it."""
+    return (COARSE_SEAL_BASE + 2 * (int(object_id[7:13], 16) % (1 << 23))) * _NS
+
+
+def is_sealed(object_id: str, mtime_ns: int) -> bool:
+    """True if ``mtime_ns`` is a seal of ``object_id``: nobody wrote into the file since it was sealed (one in a
+    billion writes lands on the right nanosecond by chance)."""
+    return mtime_ns % _NS == int(object_id[:7], 16) + 1 or mtime_ns == coarse_seal(object_id)
+
+
+def _set_mtime(fd: int, atime_ns: int, mtime_ns: int) -> None:
+    """``futimens``: one name for the one call that seals, so that tests can play a file system that keeps
+    less than nanoseconds."""
+    os.utime(fd, ns=(atime_ns, mtime_ns))
+
+
+def _hash_fd(fd: int, size: int) -> str:
+    """The content id of the ``size`` bytes of the open file ``fd`` (a file that is longer fails to match)."""
+    if size >= (8 << 20):
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+            with memoryview(mm) as view:
+                return hash_bytes(view)
+    parts: list[bytes] = []
+    pos = 0
+    while True:
+        data = os.pread(fd, size + 1 - pos, pos)
+        if not data:
+            return hash_bytes(b"".join(parts))
+        parts.append(data)
+        pos += len(data)
+        if pos > size:
+            return hash_bytes(b"".join(parts))
 
 _UNITS = {
     "": 1,
@@ -329,6 +385,7 @@ class VerifyReport:
     bytes: int = 0
     bad: list[str] = field(default_factory=list)  # object file names (``<id>`` or ``<id>.x``)
     removed: int = 0
+    sealed: int = 0  # good files whose seal was broken (an mtime changed, not the bytes), sealed again
 
     @property
     def ok(self) -> bool:
@@ -378,6 +435,8 @@ class Cache:
         self.extracted = 0
         self.extracted_bytes = 0
         self.hits = 0
+        self.rechecked = 0  # cache files re-hashed because their seal was broken, and found good
+        self.unsealed = 0  # cache files that could not be sealed (so they are re-hashed at each use)
 
     @classmethod
     def open(cls, config: Mapping[str, Any] | None = None, root: Path | None = None) -> Cache:
@@ -424,14 +483,84 @@ class Cache:
             raise os_error(exc, "cannot read the cache") from exc
 
     @staticmethod
-    def _trusted(st: os.stat_result | None, size: int, executable: bool) -> bool:
-        """The cheap check: a regular file of the right size with exactly the right mode (no write bits)."""
+    def _intact(st: os.stat_result | None, size: int, executable: bool) -> bool:
+        """A regular file of the right size with exactly the right mode (no write bits); the seal aside."""
         return (
             st is not None
             and stat.S_ISREG(st.st_mode)
             and st.st_size == size
             and stat.S_IMODE(st.st_mode) == (EXEC_MODE if executable else FILE_MODE)
         )
+
+    @classmethod
+    def _trusted(cls, st: os.stat_result | None, object_id: str, size: int, executable: bool) -> bool:
+        """The cheap check: intact (:meth:`_intact`) and sealed (nobody wrote into it since it was made)."""
+        return st is not None and cls._intact(st, size, executable) and is_sealed(object_id, st.st_mtime_ns)
+
+    def _checked(self, st: os.stat_result | None, object_id: str, size: int, executable: bool) -> os.stat_result | None:
+        """``st`` if the cache file passes the cheap check; its new stat if only the seal is broken and a re-hash
+        finds its bytes good (see :meth:`recheck`); else None."""
+        if not self._intact(st, size, executable):
+            return None
+        assert st is not None
+        if is_sealed(object_id, st.st_mtime_ns):
+            return st
+        return self.recheck(object_id, size, executable)
+
+    def recheck(self, object_id: str, size: int, executable: bool = False) -> os.stat_result | None:
+        """Hash a cache file whose seal is broken: if its bytes are good, seal it again (keeping its age) and return
+        its stat, else None (the caller extracts a fresh copy, which replaces it).
+
+        The file is read through one descriptor, and its mtime must be the same after the hash as before: a write
+        while it was being hashed makes it bad. Another user's file cannot be sealed by us: its stat is returned
+        all the same (its bytes were just verified), and it is hashed again at its next use.
+        """
+        name = self.name(object_id, executable)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO):
+                return None  # gone, or a link or a fifo: replaced by the caller
+            raise os_error(exc, "cannot read the cache") from exc
+        try:
+            before = os.fstat(fd)
+            if not self._intact(before, size, executable) or _hash_fd(fd, size) != object_id:
+                return None
+            after = os.fstat(fd)
+            if after.st_mtime_ns != before.st_mtime_ns or after.st_size != size:
+                return None  # written while it was hashed
+            if self.seal(fd, object_id, before.st_mtime_ns):
+                after = os.fstat(fd)
+            with self._lock:
+                self.rechecked += 1
+            return after
+        except OSError as exc:
+            raise os_error(exc, "cannot read the cache") from exc
+        finally:
+            os.close(fd)
+
+    def seal(self, fd: int, object_id: str, when_ns: int | None = None) -> bool:
+        """Set the mtime of the cache file open as ``fd`` to a seal of ``object_id`` at most a second before
+        ``when_ns`` (default: now); False if the file system does not keep it or we may not set it (another
+        user's file), and then the file is hashed at each use. Nothing may write into the file afterwards."""
+        now = time.time_ns()
+        when = now if when_ns is None else when_ns
+        fine = (when - seal_ns(object_id)) // _NS * _NS + seal_ns(object_id)
+        for mtime in (fine, coarse_seal(object_id)):
+            try:
+                _set_mtime(fd, now, mtime)
+                kept = os.fstat(fd).st_mtime_ns == mtime
+            except OSError as exc:
+                if exc.errno not in UNSUPPORTED_ERRNOS and exc.errno != errno.EACCES:
+                    raise
+                break
+            if kept:
+                if mtime != fine:
+                    self.touch(object_id)  # a coarse seal tells nothing of its age: record a use instead
+                return True
+        with self._lock:
+            self.unsealed += 1
+        return False
 
     def _hit(self, object_id: str, st: os.stat_result) -> None:
         if time.time() - st.st_mtime > FRESH_SECONDS:
@@ -441,11 +570,10 @@ class Cache:
 
     def lookup_stat(self, object_id: str, size: int, executable: bool = False) -> os.stat_result | None:
         """The cached file's ``lstat`` if present and trusted (and mark it used), else None."""
-        st = self._stat(self.name(object_id, executable))
-        if st is not None and self._trusted(st, size, executable):
+        st = self._checked(self._stat(self.name(object_id, executable)), object_id, size, executable)
+        if st is not None:
             self._hit(object_id, st)
-            return st
-        return None
+        return st
 
     def lookup_many(self, keys: Sequence[tuple[str, int, bool]]) -> list[os.stat_result | None]:
         """:meth:`lookup_stat` of many ``(id, size, executable)`` at once (the loop of a warm checkout)."""
@@ -454,6 +582,7 @@ class Cache:
         stale = time.time() - FRESH_SECONDS
         hits = 0
         used: list[str] = []
+        unsealed: list[int] = []
         for oid, size, exe in keys:
             try:
                 st: os.stat_result | None = lstat(f"{objects}/{oid[:2]}/{oid[2:]}{EXEC_SUFFIX if exe else ''}")
@@ -464,12 +593,23 @@ class Cache:
             if st is not None and isreg(st.st_mode) and st.st_size == size and imode(st.st_mode) == (
                 EXEC_MODE if exe else FILE_MODE
             ):
+                if st.st_mtime_ns % _NS != int(oid[:7], 16) + 1 and not is_sealed(oid, st.st_mtime_ns):  # inlined
+                    unsealed.append(len(out))  # written into since it was made: re-hashed below
+                    out.append(None)
+                    continue
                 hits += 1
                 if st.st_mtime < stale:
                     used.append(oid)
                 out.append(st)
             else:
                 out.append(None)
+        for i in unsealed:
+            oid, size, exe = keys[i]
+            st = out[i] = self.recheck(oid, size, exe)
+            if st is not None:
+                hits += 1
+                if st.st_mtime < stale:
+                    used.append(oid)
         self.record_uses(used)
         with self._lock:
             self.hits += hits
@@ -477,12 +617,7 @@ class Cache:
 
     def lookup(self, object_id: str, size: int, executable: bool = False) -> str | None:
         """The cached file's name if present and trusted (and mark it used), else None."""
-        name = self.name(object_id, executable)
-        st = self._stat(name)
-        if st is not None and self._trusted(st, size, executable):
-            self._hit(object_id, st)
-            return name
-        return None
+        return self.name(object_id, executable) if self.lookup_stat(object_id, size, executable) is not None else None
 
     def ensure(self, store: ObjectStore, object_id: str, size: int, executable: bool = False) -> str:
         """The cached file's name, extracted from ``store`` (verified) if absent or untrusted.
@@ -493,16 +628,17 @@ class Cache:
             raise CorruptObject(f"not a content id: {object_id!r}", object_id)
         path = self.name(object_id, executable)
         st = self._stat(path)
-        if st is not None and self._trusted(st, size, executable):
-            self._hit(object_id, st)
+        good = self._checked(st, object_id, size, executable)
+        if good is not None:
+            self._hit(object_id, good)
             return path
         self.setup()
         tmp = self._fill_temp(store, object_id, size, executable)
-        self._install(tmp, size, executable, st is None)
+        self._install(tmp, object_id, size, executable, st is None)
         return path
 
-    def _install(self, tmp: CacheTemp, size: int, executable: bool, absent: bool) -> None:
-        """Publish the durable temp file ``tmp`` under its final name (create-only), then drop the temp.
+    def _install(self, tmp: CacheTemp, object_id: str, size: int, executable: bool, absent: bool) -> None:
+        """Publish the durable, sealed temp file ``tmp`` under its final name (create-only), then drop the temp.
 
         ``absent``: no file was at the name when last looked; else an untrusted leftover is replaced atomically.
         """
@@ -514,7 +650,7 @@ class Cache:
                     tmp.link(path)
                 except FileExistsError:
                     # Another process published it first; keep theirs unless it is not trustworthy.
-                    if not self._trusted(self._stat(path), size, executable):
+                    if not self._trusted(self._stat(path), object_id, size, executable):
                         tmp.replace(path)
             else:
                 tmp.replace(path)  # an untrusted leftover: swap in good bytes atomically
@@ -574,7 +710,9 @@ class Cache:
         try:
             other = self.name(object_id, not executable)
             # Only worth a lookup for big contents: a small one is decompressed as fast as it is copied.
-            if store is None or (size >= VARIANT_COPY_FROM and self._trusted(self._stat(other), size, not executable)):
+            if store is None or (
+                size >= VARIANT_COPY_FROM and self._trusted(self._stat(other), object_id, size, not executable)
+            ):
                 # The other variant is trusted: copy it (or share its blocks) instead of decompressing again.
                 with open(other, "rb") as src:
                     try:
@@ -592,6 +730,7 @@ class Cache:
             if n != size:
                 raise CorruptObject(f"content {object_id} has {n} bytes, the tree says {size}", object_id)
             os.fchmod(fd, EXEC_MODE if executable else FILE_MODE)
+            self.seal(fd, object_id)
             if sync:
                 os.fsync(fd)
         except OSError as exc:
@@ -610,7 +749,7 @@ class Cache:
         costs a lookup in a folder other threads are adding to)."""
         if not is_id(object_id):
             raise CorruptObject(f"not a content id: {object_id!r}", object_id)
-        if not looked and self._trusted(self._stat(self.name(object_id, executable)), size, executable):
+        if not looked and self._trusted(self._stat(self.name(object_id, executable)), object_id, size, executable):
             return None
         self.setup()
         return self._fill_temp(store, object_id, size, executable, sync=False)
@@ -618,7 +757,7 @@ class Cache:
     def variant_temp(self, object_id: str, size: int, executable: bool) -> CacheTemp | None:
         """For :class:`Publisher`: a not yet durable temp copy of the other (trusted) variant of the object, or
         None when that variant is not cached either."""
-        if not self._trusted(self._stat(self.name(object_id, not executable)), size, not executable):
+        if not self._trusted(self._stat(self.name(object_id, not executable)), object_id, size, not executable):
             return None
         self.setup()
         return self._fill_temp(None, object_id, size, executable, sync=False)
@@ -965,9 +1104,12 @@ class Cache:
         return removed
 
     def verify(self, *, remove_bad: bool = True) -> VerifyReport:
-        """Re-hash every cached file; bad ones (wrong bytes, size or mode) are removed unless told not to.
+        """Re-hash every cached file; bad ones (wrong bytes, size or mode) are removed unless told not to. Good ones
+        whose seal was broken (an mtime changed without their bytes) are sealed again.
 
-        A checkout that hard-links a bad file holds the same bad bytes: check it out again afterwards.
+        A checkout that hard-links a bad file holds the same bad bytes. So the seal of a bad file is broken (its
+        mtime set to now) before it is removed: the checkouts sharing its inode see the change and replace the
+        file at their next checkout, even when the damage had left the mtime alone.
         """
         report = VerifyReport()
         for de in self._shards(self.objects_dir):
@@ -976,28 +1118,46 @@ class Cache:
             if not is_id(oid):
                 continue
             try:
-                st = os.lstat(de.path)
-                ok = (
-                    stat.S_ISREG(st.st_mode)
-                    and stat.S_IMODE(st.st_mode) == (EXEC_MODE if executable else FILE_MODE)
-                    and hash_file(Path(de.path)) == oid
-                )
+                size, ok, sealed = self._verify_one(de.path, oid, executable, remove_bad)
             except FileNotFoundError:
                 continue  # evicted meanwhile
             except OSError as exc:
                 raise os_error(exc, f"cannot read {de.path}") from exc
-            except StorageError:
-                if not os.path.lexists(de.path):
-                    continue  # evicted while being hashed
-                raise
             report.files += 1
-            report.bytes += st.st_size
+            report.bytes += size
+            report.sealed += sealed
             if not ok:
                 report.bad.append(oid + (EXEC_SUFFIX if executable else ""))
                 if remove_bad:
                     unlink_quiet(de.path)
                     report.removed += 1
         return report
+
+    def _verify_one(self, path: str, oid: str, executable: bool, unseal_bad: bool) -> tuple[int, bool, bool]:
+        """``(size, bytes and mode good, sealed again)`` of one cache file."""
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return st.st_size, False, False
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            ok = (
+                stat.S_ISREG(st.st_mode)
+                and stat.S_IMODE(st.st_mode) == (EXEC_MODE if executable else FILE_MODE)
+                and _hash_fd(fd, st.st_size) == oid
+                and os.fstat(fd).st_mtime_ns == st.st_mtime_ns  # not written while it was hashed
+            )
+            if ok:
+                return st.st_size, True, not is_sealed(oid, st.st_mtime_ns) and self.seal(fd, oid, st.st_mtime_ns)
+            if unseal_bad:
+                now = time.time_ns()
+                try:
+                    os.utime(fd, ns=(now, now + 1 if is_sealed(oid, now) else now))
+                except OSError:
+                    pass  # another user's file: removed all the same; its hard links keep their mtime
+            return st.st_size, False, False
+        finally:
+            os.close(fd)
 
 
 class Publisher:
@@ -1085,10 +1245,10 @@ class Publisher:
         try:
             durable.fault("cache.before-barrier")
             _make_durable(self.cache.tmp_dir, [g[0].fd for g in group])
-            for tmp, _oid, size, exe in group:
+            for tmp, oid, size, exe in group:
                 # Create-only, as ensure(): a copy another process published first is kept, so a checkout that
                 # hard-linked it keeps sharing the cache's inode.
-                self.cache._install(tmp, size, exe, absent=True)
+                self.cache._install(tmp, oid, size, exe, absent=True)
                 done += 1
         finally:
             for tmp, *_ in group[done:]:

@@ -98,6 +98,11 @@ class BadConfig(DvxError):
     """``.dvx/config`` cannot be read or holds an invalid value."""
 
 
+class NoMatch(DvxError):
+    """Patterns of a checkout or ``get`` of which one matches no path of the revision (git: "pathspec did not
+    match any file(s)"), or that together select nothing; nothing was changed."""
+
+
 class BadPath(DvxError):
     """A file name dvx cannot store (not UTF-8, too long) or a hostile name in a tree (``..``, ``.dvx``)."""
 

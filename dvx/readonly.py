@@ -1,7 +1,9 @@
 """Checkouts into any folder from the shared cache, and reading one file of a revision.
 
 ``checkout_readonly(repo, "v2", "/data/v2")`` fills ``/data/v2`` with REV's files (or those matching
-gitignore-style patterns) without touching the repository's working tree. File contents come from the shared
+gitignore-style patterns) without touching the repository's working tree. As with git's pathspecs, a pattern
+that matches no path of REV raises :class:`~dvx.errors.NoMatch` before anything is changed (so does a set of
+patterns whose ``!`` ones leave nothing). File contents come from the shared
 :class:`~dvx.cache.Cache` (extracted from the store only when missing there, in parallel), placed by:
 
 - ``reflink``: an independent file sharing the cache's blocks (FICLONE: btrfs, XFS, bcachefs);
@@ -54,13 +56,14 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from . import durable, worktree
-from .cache import UNSUPPORTED_ERRNOS, Cache, copy_fd, reflink_fd, unlink_quiet, write_all
+from .cache import UNSUPPORTED_ERRNOS, Cache, copy_fd, is_sealed, reflink_fd, unlink_quiet, write_all
 from .errors import (
     BadPath,
     CorruptObject,
     DirtyWorkingTree,
     DvxError,
     LockedError,
+    NoMatch,
     StorageError,
     UsageError,
     os_error,
@@ -69,7 +72,7 @@ from .ids import hasher
 from .model import DIR, FILE, LINK, Commit, Entry, check_name
 from .store import CHUNKED, ObjectStore
 from .trees import TreeReader
-from .worktree import select_paths
+from .worktree import match_paths, select_paths
 
 LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
 MANIFEST_NAME = ".dvx-checkout.json"
@@ -567,6 +570,10 @@ class _Checkout:
             return False
         if shape == "symlink" and rec.target != self.cache.name(e.id, self.variant(e)):
             return False
+        if rec.how == "hardlink" and not is_sealed(rec.id, rec.mtime_ns):
+            # The cache's inode, written into (through any of its links) before it was recorded, or never sealed:
+            # link it again from the cache, which re-hashes it and replaces it when bad.
+            return False
         st = self._as_recorded(path, rec)
         if st is None:
             return False
@@ -863,16 +870,19 @@ class _Checkout:
             raise UsageError(f"{self.dest} is not empty and is not a dvx checkout; choose an empty folder or use --force")
         self.method = self.probe()
         report = CheckoutReport(self.dest, commit_id, self.method, self.readonly, files=len(want))
-        if not want:
-            report.warnings.append(f"no path of {commit_id[:12]} matches {' '.join(patterns)}")
         plan = self.plan(old, want)
         self._total = sum(e.size for e in plan.writes.values() if e.kind == FILE)
 
         # Every content into the cache first: a corrupt or missing object stops here, DEST untouched.
-        before = (self.cache.extracted, self.cache.extracted_bytes)
+        before = (self.cache.extracted, self.cache.extracted_bytes, self.cache.unsealed)
         report.bytes_fetched, report.requests = self.fill(plan.writes)
         report.objects_extracted = self.cache.extracted - before[0]
         report.bytes_extracted = self.cache.extracted_bytes - before[1]
+        if self.cache.unsealed > before[2]:
+            report.warnings.append(
+                f"{self.cache.unsealed - before[2]} cache file(s) could not be sealed (another user's, or a file "
+                "system that does not keep the mtimes dvx sets): they are re-hashed at every use"
+            )
 
         manifest = Manifest(
             commit=commit_id, link=self.method, readonly=self.readonly, cache=str(self.cache.root), patterns=patterns,
@@ -992,6 +1002,9 @@ def checkout_to(
 ) -> CheckoutReport:
     """Materialize ``rev`` (or the paths matching ``patterns``) into the folder ``dest``; see the module doc.
 
+    A pattern that matches no path of ``rev`` (any one of several, as git checks pathspecs) raises
+    :class:`~dvx.errors.NoMatch` and leaves ``dest`` as it was.
+
     Example::
 
         report = checkout_to(repo, "v2", "/scratch/ds-v2", patterns=["images/**"], link="auto")
@@ -1017,13 +1030,24 @@ def checkout_to(
         commit_id = source.resolve(rev)
         tree = source.read_commit(commit_id).tree
         pats = list(patterns or [])
-        want = select_paths(source.trees.walk(tree), pats)
+        want, unmatched = match_paths(source.trees.walk(tree), pats)
+        if unmatched or (pats and not want):
+            raise NoMatch(_no_match(commit_id, pats, unmatched))
         if MANIFEST_NAME in want:
             raise BadPath(
                 f"the revision has a file named {MANIFEST_NAME} at its root, which checkouts to a folder reserve"
             )
         return _checkout_into(source, cache, filler, commit_id, want, pats, Path(dest), link=link, readonly=readonly,
                               force=force, jobs=jobs, progress=progress)
+
+
+def _no_match(commit_id: str, patterns: list[str], unmatched: list[str]) -> str:
+    shown = ", ".join(repr(p) for p in (unmatched or patterns))
+    if unmatched:
+        what = f"pattern {shown} matches" if len(unmatched) == 1 else f"patterns {shown} match"
+    else:  # each matched something, and a later `!` pattern left all of it out
+        what = f"patterns {shown} together select"
+    return f"{what} no path of {commit_id[:12]}; nothing was changed"
 
 
 def _checkout_into(

@@ -293,6 +293,7 @@ class RemoteContent:
                 # Size: every piece was written whole, and the pieces' sizes add up to t.size (checked).
                 if t.chmod:
                     os.fchmod(fd, cache.mode(t.executable))
+                cache.seal(fd, t.oid)
             except OSError as exc:
                 raise os_error(exc, "cannot write to the cache") from exc
             tmp, t.tmp = t.tmp, None

@@ -359,6 +359,22 @@ def select_paths(items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | N
     one pattern as a plain ``fnmatch`` glob (``data/*.csv`` matches deeper too), unless a ``!`` pattern matching it
     comes last (``*.txt`` ``!sub/new.txt`` leaves that one file out).
     """
+    return _select(items, patterns, None)
+
+
+def match_paths(items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | None) -> tuple[dict[str, Entry], list[str]]:
+    """:func:`select_paths`, and the patterns that match no path (``!`` ones aside), as git's pathspecs are checked.
+
+    A pattern matches a path when, alone, it would select it; a later ``!`` pattern may still leave the path out.
+    """
+    unmatched = [pat for pat in patterns or () if not pat.startswith("!")]
+    return _select(items, patterns, unmatched), unmatched
+
+
+def _select(
+    items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | None, unmatched: list[str] | None
+) -> dict[str, Entry]:
+    """The paths :func:`select_paths` keeps; removes from ``unmatched`` (if given) each pattern matching one."""
     if not patterns:
         return dict(items)
     import fnmatch
@@ -374,7 +390,19 @@ def select_paths(items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | N
         decided = spec.check_file(path).include  # the last gitignore pattern matching: a `!` one says False
         return decided if decided is not None else any(g.match(path) for g in globs)
 
-    return {p: e for p, e in items if keep(p)}
+    if unmatched is None:
+        return {p: e for p, e in items if keep(p)}
+    # Each pattern on its own, tried on every path until it has matched one: once all have, no extra cost.
+    alone = [(pat, pathspec.GitIgnoreSpec.from_lines([pat])) for pat in unmatched]
+    kept: dict[str, Entry] = {}
+    for p, e in items:
+        if keep(p):
+            kept[p] = e
+        if alone:
+            alone = [(pat, one) for pat, one in alone if not (one.match_file(p) or fnmatch.fnmatchcase(p, pat))]
+    left = {pat for pat, _ in alone}
+    unmatched[:] = [pat for pat in unmatched if pat in left]
+    return kept
 
 
 def _check_kept(rel: str, name: str) -> None:

@@ -41,7 +41,10 @@ def _cache() -> Any:
 def checkout(
     rev: str = typer.Argument(..., help="Branch, tag or commit."),
     patterns: list[str] = typer.Argument(
-        None, help="With --to: only paths matching these gitignore-style patterns.", show_default=False
+        None,
+        help="With --to: only paths matching these gitignore-style patterns. As with git's pathspecs, a pattern "
+        "that matches no path of REV (any one of several) is an error, and DIR is left as it was.",
+        show_default=False,
     ),
     force: bool = typer.Option(
         False, "--force", "-f", help="Discard uncommitted changes in the way (with --to: use a non-empty DIR)."
@@ -137,7 +140,8 @@ def cache_verify(
     keep_bad: bool = typer.Option(False, "--keep-bad", help="Report bad files without removing them."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Re-hash every cached file; remove the ones whose bytes or mode are wrong."""
+    """Re-hash every cached file; remove the ones whose bytes or mode are wrong (a later checkout of a folder
+    that hard-links one replaces it there too)."""
     from ..errors import DvxError
 
     report = _cache().verify(remove_bad=not keep_bad)
@@ -146,7 +150,8 @@ def cache_verify(
     else:
         for name in report.bad:
             core.err(f"bad {name}")
-        core.out(f"checked {report.files} files, {core.human(report.bytes)}")
+        sealed = f"; {report.sealed} good file(s) with a changed mtime sealed again" if report.sealed else ""
+        core.out(f"checked {report.files} files, {core.human(report.bytes)}{sealed}")
     if not report.ok:
         what = "kept" if keep_bad else "removed; check out again any folder that hard-links them"
         raise DvxError(f"{len(report.bad)} bad cache file(s) ({what})")

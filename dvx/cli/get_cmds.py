@@ -13,7 +13,10 @@ def get_cmd(
     rev: str = typer.Argument(..., help="Branch, tag, HEAD, commit id or unique prefix, on the remote."),
     dest: str = typer.Argument(..., metavar="DIR", help="Folder to fill (created if missing)."),
     patterns: list[str] = typer.Argument(
-        None, help="Only paths matching these gitignore-style patterns.", show_default=False
+        None,
+        help="Only paths matching these gitignore-style patterns. As with git's pathspecs, a pattern that matches "
+        "no path of REV (any one of several) is an error, and DIR is left as it was.",
+        show_default=False,
     ),
     readonly: bool = typer.Option(
         False, "--readonly", help="Files without write bits, shared with the cache (default: a writable copy)."

@@ -118,3 +118,24 @@ def test_verify_reports_bad_files_and_fails(h, dataset: Repo, tmp_path: Path, mo
     assert path.exists()
     code, out, err = _run(["cache", "verify", "--json"], dataset.root, monkeypatch, capsys)
     assert code == 1 and json.loads(out)["removed"] == 1 and not path.exists()
+
+
+@pytest.mark.parametrize("patterns", [["nomatch/**"], ["data/a/", "nomatch"], ["data/a/", "!data/a/*"]],
+                         ids=["one", "one-of-two", "all-left-out"])
+def test_patterns_that_match_nothing_fail_and_leave_the_folder_as_it_was(
+    h, dataset: Repo, tmp_path: Path, snapshot, patterns: list[str]
+) -> None:
+    """As git's "pathspec did not match any file(s)": an error, not an emptied checkout."""
+    dest = tmp_path / "ro"
+    r = h.run_cli(["checkout", "v1", "--readonly", "--to", str(dest)], dataset.root)  # a real process
+    assert r.returncode == 0, r.stderr
+    before = snapshot(dest)
+    r = h.run_cli(["checkout", "v1", "--readonly", "--to", str(dest), *patterns], dataset.root)
+    assert r.returncode == 1, r.stdout
+    assert r.stderr.startswith("dvx: error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr and "nothing was changed" in r.stderr
+    assert ("'nomatch" in r.stderr) == any(p.startswith("nomatch") for p in patterns)
+    assert snapshot(dest) == before  # the manifest included
+    fresh = tmp_path / "fresh"
+    r = h.run_cli(["checkout", "v1", "--readonly", "--to", str(fresh), *patterns], dataset.root)
+    assert r.returncode == 1 and not fresh.exists()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import dvx
-from dvx.errors import CorruptObject, DvxError, RemoteError, UnknownRevision
+from dvx.errors import CorruptObject, DvxError, NoMatch, RemoteError, UnknownRevision
 from dvx.ids import hash_bytes
 from dvx.model import FILE
 from dvx.readonly import checkout_to
@@ -249,6 +249,29 @@ def test_errors_are_one_line_and_leave_nothing(
     dest.mkdir()  # an existing empty folder stays empty
     r = h.run_cli(["get", url, rev, str(dest), *extra], tmp_path)
     assert r.returncode != 0 and os.listdir(dest) == []
+
+
+def test_a_pattern_that_matches_nothing_is_an_error_that_changes_nothing(
+    h: Any, folder_remote: tuple[Repo, str], tmp_path: Path, snapshot: Any
+) -> None:
+    """``dvx get`` and the API (``dvx.get``, ``dvx.checkout``) refuse patterns of which one matches no path."""
+    repo, url = folder_remote
+    dest = tmp_path / "ro"
+    r = h.run_cli(["get", url, "v1", str(dest), "--readonly", "data/a/"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    before = snapshot(dest)
+    r = h.run_cli(["get", url, "v1", str(dest), "--readonly", "data/a/", "nomatch"], tmp_path)
+    assert r.returncode == 1 and r.stderr.startswith("dvx: error: pattern 'nomatch' matches no path"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    r = h.run_cli(["get", url, "v1", str(tmp_path / "new"), "nomatch"], tmp_path)
+    assert r.returncode == 1 and not (tmp_path / "new").exists()
+    with pytest.raises(NoMatch, match="'nomatch/\\*\\*'"):
+        dvx.get(url, "v1", dest, patterns=["nomatch/**"], readonly=True)
+    with pytest.raises(NoMatch):
+        dvx.checkout(repo, "v1", dest, patterns=["data/a/", "nomatch/**"])
+    with pytest.raises(NoMatch):
+        dvx.checkout(str(repo.root), "v1", tmp_path / "new", patterns=["nomatch"])
+    assert snapshot(dest) == before and not (tmp_path / "new").exists()
 
 
 def test_a_corrupt_remote_object_is_refused_before_anything_is_placed(h: Any, tmp_path: Path) -> None:
