@@ -393,14 +393,14 @@ def _select(
     if unmatched is None:
         return {p: e for p, e in items if keep(p)}
     # Each pattern on its own, tried on every path until it has matched one: once all have, no extra cost.
-    alone = [(pat, pathspec.GitIgnoreSpec.from_lines([pat])) for pat in unmatched]
+    alone = [(pat, compile_patterns([pat]), re.compile(fnmatch.translate(_collapse_stars(pat)))) for pat in unmatched]
     kept: dict[str, Entry] = {}
     for p, e in items:
         if keep(p):
             kept[p] = e
         if alone:
-            alone = [(pat, one) for pat, one in alone if not (one.match_file(p) or fnmatch.fnmatchcase(p, pat))]
-    left = {pat for pat, _ in alone}
+            alone = [(pat, one, g) for pat, one, g in alone if not (one.match_file(p) or g.match(p))]
+    left = {pat for pat, _, _ in alone}
     unmatched[:] = [pat for pat in unmatched if pat in left]
     return kept
 
