@@ -62,7 +62,6 @@ import errno
 import fcntl
 import itertools
 import json
-import mmap
 import os
 import secrets
 import stat
@@ -75,7 +74,7 @@ from typing import Any
 
 from . import durable
 from .errors import BadConfig, CorruptObject, DvxError, UsageError, os_error
-from .ids import hash_bytes, is_id
+from .ids import hash_bytes, hasher, is_id
 from .store import ObjectStore
 
 CACHE_LAYOUT = "v1"
@@ -129,9 +128,15 @@ def _set_mtime(fd: int, atime_ns: int, mtime_ns: int) -> None:
 def _hash_fd(fd: int, size: int) -> str:
     """The content id of the ``size`` bytes of the open file ``fd`` (a file that is longer fails to match)."""
     if size >= (8 << 20):
-        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
-            with memoryview(mm) as view:
-                return hash_bytes(view)
+        # Read, not mmap: a file truncated meanwhile must fail the hash, not kill the process with SIGBUS.
+        h = hasher()
+        pos = 0
+        while True:
+            data = os.pread(fd, 4 << 20, pos)
+            if not data:
+                return h.hexdigest()
+            h.update(data)
+            pos += len(data)
     parts: list[bytes] = []
     pos = 0
     while True:

@@ -799,7 +799,10 @@ def _check_clean(head_flat: dict[str, Entry], work: dict[str, Entry]) -> None:
     dirty = sorted(shown_path(c.path) for c in d.added + d.modified + d.deleted)
     if dirty:
         shown = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
-        raise DirtyWorkingTree(f"cannot merge with uncommitted changes: {shown} (commit them first)")
+        raise DirtyWorkingTree(
+            f"cannot merge with uncommitted changes: {shown} (commit them first; if an interrupted merge left them, "
+            "'dvx checkout -f HEAD' restores the tracked files, and the added ones can be deleted)"
+        )
 
 
 def _deep_stack(fn: F) -> F:

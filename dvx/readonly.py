@@ -40,12 +40,14 @@ fallback.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import errno
 import fcntl
 import io
 import itertools
 import json
 import os
+import re
 import stat
 import threading
 import time
@@ -865,6 +867,7 @@ class _Checkout:
         return out
 
     def run(self, commit_id: str, want: dict[str, Entry], patterns: list[str]) -> CheckoutReport:
+        _remove_leftovers(self.dest)  # of a checkout killed here: its probe, its manifest's temp
         old = read_manifest(self.dest) if not self.force else _read_manifest_quiet(self.dest)
         if old is None and not self.force and _non_empty(self.dest):
             raise UsageError(f"{self.dest} is not empty and is not a dvx checkout; choose an empty folder or use --force")
@@ -919,6 +922,34 @@ class _Checkout:
 def _non_empty(path: Path) -> bool:
     with os.scandir(path) as it:
         return any(True for _ in it)
+
+
+# The temp names a checkout makes in the folder it writes: the link-method probe, a manifest or file temp.
+_LEFTOVER = re.compile(r"\.dvx(?:-probe)?\.(\d+)\.[\d.]+\.tmp")
+
+
+def _remove_leftovers(dest: Path) -> None:
+    """Remove from the top of ``dest`` the temps of checkouts whose process is gone (killed there), so that
+    a folder holding nothing else counts as empty again and nothing dvx made is left among the data. Temps in
+    subfolders stay until the folder is checked out with --force or removed."""
+    try:
+        with os.scandir(dest) as it:
+            names = [e.name for e in it if _LEFTOVER.fullmatch(e.name)]
+    except OSError:
+        return
+    for name in names:
+        pid = int(_LEFTOVER.fullmatch(name).group(1))  # type: ignore[union-attr]
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # its process still runs (or the pid was reused): leave it
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(dest / name)
 
 
 def _read_manifest_quiet(dest: Path) -> Manifest | None:

@@ -659,6 +659,12 @@ def push(
     for ref, new in updates:
         current = remote_refs.get(ref)
         if current is not None and current[0] == new:
+            # Already there (a push killed after its swap, or one from another clone): the tracking ref, which
+            # that push may not have reached, mirrors what was just read.
+            tracking = f"{REMOTES}{remote_name}/{ref[len(HEADS):]}" if ref.startswith(HEADS) else None
+            if tracking and repo.refs.get(tracking) != new:
+                with contextlib.suppress(DvxError):
+                    repo.refs.update(tracking, new, repo.refs.get(tracking))
             continue
         if current is not None and not force and ref.startswith(HEADS):
             if not repo.store.has(current[0]) or not is_ancestor(repo, current[0], new):

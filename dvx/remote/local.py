@@ -60,6 +60,25 @@ def _is_internal(name: str) -> bool:
     return (name.startswith(".") and name.endswith(".tmp")) or name.endswith(".lock")
 
 
+def _holder_gone(lock: Path) -> bool:
+    """The lock names a process of this host that no longer runs (killed): it is stale whatever its age. A lock
+    of another host (a shared mount) is judged by its age alone."""
+    try:
+        pid_text, _, host = lock.read_text().strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False  # being written, or not ours to read: wait for the age limit
+    if host != socket.gethostname() or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, another user's
+    return False
+
+
 def _unlink_quiet(path: Path) -> None:
     try:
         os.unlink(path)
@@ -366,7 +385,7 @@ class LocalBackend(Backend):
             st = os.stat(lock)
         except FileNotFoundError:
             return
-        if time.time() - st.st_mtime < STALE_LOCK_SECONDS:
+        if time.time() - st.st_mtime < STALE_LOCK_SECONDS and not _holder_gone(lock):
             return
         # Rename, not unlink: of several processes breaking the same stale lock only one wins the rename,
         # and the winner can tell whether what it moved is still the stale lock it looked at.

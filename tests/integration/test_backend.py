@@ -273,6 +273,30 @@ def test_local_stale_lock_is_broken(tmp_path: Path) -> None:
     assert sorted(p.name for p in lock.parent.iterdir()) == ["main"]
 
 
+def test_a_fresh_lock_of_a_dead_process_of_this_host_is_broken_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A push killed in its ref swap left the lock: its pid is gone on this host, so the next writer breaks it
+    at once instead of waiting out the age limit (it used to wait 60 s, saying nothing). A fresh lock of a live
+    process, or of another host, is still waited for."""
+    monkeypatch.setattr(local_backend, "LOCK_WAIT_SECONDS", 0.3)
+    b = open_backend(str(tmp_path / "r"))
+    assert b.compare_and_swap("refs/heads/main", None, b"c1")
+    lock = tmp_path / "r" / "refs" / "heads" / "main.lock"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(f"{dead.pid} {socket.gethostname()}\n")
+    ref = b.read_ref("refs/heads/main")
+    assert ref is not None
+    assert b.compare_and_swap("refs/heads/main", ref[1], b"c2")  # within LOCK_WAIT_SECONDS = 0.3
+    assert not lock.exists()
+    for holder in (f"{os.getppid()} {socket.gethostname()}", f"{dead.pid} another-host"):
+        lock.write_text(holder + "\n")
+        ref = b.read_ref("refs/heads/main")
+        assert ref is not None
+        with pytest.raises(RemoteUnavailable, match="main.lock"):
+            b.compare_and_swap("refs/heads/main", ref[1], b"c3")
+        lock.unlink()
+
+
 def test_local_live_lock_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local_backend, "LOCK_WAIT_SECONDS", 0.3)
     b = open_backend(str(tmp_path / "r"))

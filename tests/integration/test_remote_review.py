@@ -547,3 +547,17 @@ def test_a_resumed_push_does_not_resend_what_arrived_when_the_local_packs_were_m
     assert len(sent) == len(set(sent)), "an object went to the remote twice"
     ok(dvx(tmp_path, "clone", shared_remote_url, "c"))
     assert files_of(tmp_path / "c") == files_of(src.root)
+
+
+def test_a_push_finding_the_remote_at_its_commit_mirrors_it_in_the_tracking_ref(tmp_path: Path) -> None:
+    """A push killed after its ref swap, before it wrote origin/main: the next push finds nothing to send, and
+    sets origin/main to what the remote holds (it used to stay behind until a fetch)."""
+    remote, src = pushed_repo(tmp_path)
+    (src.root / "more.txt").write_text("more")
+    src.commit("two")
+    head = src.resolve("HEAD")
+    behind = src.resolve("origin/main")
+    ok(dvx(src.root, "push"))
+    src.refs.update("refs/remotes/origin/main", behind, head)  # as if killed right after the swap
+    assert "up to date" in ok(dvx(src.root, "push")).lower()
+    assert src.resolve("origin/main") == head

@@ -197,3 +197,28 @@ def test_a_manifest_path_outside_the_folder_is_damage_and_nothing_outside_is_tou
     checkout_readonly(dataset, "v1", dest, cache=cache, force=True)  # as the error advises: a fresh manifest
     assert (outside / "precious.txt").read_text() == "not from dvx"
     assert read_manifest(dest) is not None
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_temps_of_a_checkout_killed_in_a_new_folder_do_not_block_the_next_one(
+    dataset: Repo, cache: Cache, tmp_path: Path
+) -> None:
+    """Killed after its probe or its first manifest temp went into the new folder, a checkout left only its own
+    temps there: the next run removes them (their process is gone) instead of calling the folder not empty."""
+    dest = tmp_path / "out"
+    dest.mkdir()
+    pid = _dead_pid()
+    leftovers = [f".dvx.{pid}.0.tmp", f".dvx-probe.{pid}.1234.5.tmp"]
+    for name in leftovers:
+        (dest / name).write_bytes(b"half")
+    checkout_readonly(dataset, "v1", dest, cache=cache)
+    assert not any((dest / name).exists() for name in leftovers)
+    assert read_manifest(dest) is not None
