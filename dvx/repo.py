@@ -1114,22 +1114,23 @@ class Repo:
         its remote-tracking branches contain (they would become unreachable, and gc would delete them).
         """
         check_ref_name(name, "branch")
-        current, head = self.head()
-        value = self.refs.get(HEADS + name)
-        if value is None:
-            raise UnknownRevision(f"no branch named {name!r}")
-        if name == current:
-            raise UsageError(f"cannot delete branch {name!r}: it is checked out")
-        if not force:
-            keepers = [head] if head is not None else []
-            keepers += [v for r, v in self.refs.list(REMOTES).items() if r.split("/", 1)[-1] == name]
-            if not any(self._contains(k, value) for k in keepers):
-                raise UsageError(
-                    f"branch {name!r} is not fully merged: its commits would be lost (merge it first, or delete "
-                    f"it anyway with -D; it points at {value[:12]})"
-                )
-        self.refs.update(HEADS + name, None, value)
-        return value
+        with self.lock:  # HEAD is read under it: a checkout of this branch meanwhile would be left dangling
+            current, head = self.head()
+            value = self.refs.get(HEADS + name)
+            if value is None:
+                raise UnknownRevision(f"no branch named {name!r}")
+            if name == current:
+                raise UsageError(f"cannot delete branch {name!r}: it is checked out")
+            if not force:
+                keepers = [head] if head is not None else []
+                keepers += [v for r, v in self.refs.list(REMOTES).items() if r.split("/", 1)[-1] == name]
+                if not any(self._contains(k, value) for k in keepers):
+                    raise UsageError(
+                        f"branch {name!r} is not fully merged: its commits would be lost (merge it first, or "
+                        f"delete it anyway with -D; it points at {value[:12]})"
+                    )
+            self.refs.update(HEADS + name, None, value)
+            return value
 
     def _contains(self, tip: str, commit: str) -> bool:
         """True if ``commit`` is ``tip`` or one of its ancestors."""
