@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from . import worktree
-from .diff import diff_flat
+from .diff import diff_flat, differs
 from .errors import (
     CorruptObject,
     DirtyWorkingTree,
@@ -794,10 +794,14 @@ class _History:
         return tree
 
 
-def _check_clean(head_flat: dict[str, Entry], work: dict[str, Entry]) -> None:
+def _dirty_paths(head_flat: dict[str, Entry], work: dict[str, Entry]) -> list[str]:
     d = diff_flat(head_flat, work, renames=False)
-    dirty = sorted(shown_path(c.path) for c in d.added + d.modified + d.deleted)
-    if dirty:
+    return sorted(c.path for c in d.added + d.modified + d.deleted)
+
+
+def _refuse_dirty(paths: list[str]) -> None:
+    if paths:
+        dirty = [shown_path(p) for p in paths]
         shown = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
         raise DirtyWorkingTree(
             f"cannot merge with uncommitted changes: {shown} (commit them first; if an interrupted merge left them, "
@@ -877,12 +881,16 @@ def merge(
     of the first :data:`META_PATHS_LIMIT` paths) in the commit's metadata.
 
     With ``update_worktree`` the merge refuses to start over uncommitted changes, and then rewrites only the
-    files that the merge changes. ``update_worktree=False`` writes objects and moves the ref only: the working
+    files that the merge changes. A change that is already what the merge writes at that path does not count:
+    so a merge killed while it placed its files (HEAD not moved yet) completes when run again. ``update_worktree=False`` writes objects and moves the ref only: the working
     tree is neither checked nor touched. The default (None) is False in a repository whose files were never
     checked out (``clone --no-checkout``, ``Repo.has_worktree``): a service merges datasets there without
     materializing a file; else True.
     """
     from .repo import plan_checkout, utc_now
+
+    def differs_or_absent(a: Entry | None, b: Entry | None) -> bool:
+        return (a is None) != (b is None) or (a is not None and b is not None and differs(a, b))
 
     if update_worktree is None:
         update_worktree = bool(getattr(repo, "has_worktree", True))
@@ -904,15 +912,17 @@ def merge(
 
         head_flat: dict[str, Entry] = {}
         work: dict[str, Entry] = {}
+        dirty: list[str] = []
         cache: Any = None
 
         def check_worktree() -> None:
-            """Refuse to start over uncommitted changes (once we know there is something to do)."""
-            nonlocal head_flat, work, cache
+            """Read the working tree and note its uncommitted changes (once we know there is something to do);
+            :func:`finish` refuses them unless each is already what the merge writes there."""
+            nonlocal head_flat, work, cache, dirty
             if update_worktree:
                 head_flat = repo.trees.flatten(hist.commit(head_id).tree) if head_id else {}
                 work, cache, _ = repo._work_entries()
-                _check_clean(head_flat, work)
+                dirty = _dirty_paths(head_flat, work)
 
         def finish(new_id: str, tree: str, result: MergeResult) -> MergeResult:
             """Working tree first (only changed paths), then the ref (compare-and-swap)."""
@@ -921,6 +931,9 @@ def merge(
             )
             if update_worktree:
                 target = repo.trees.flatten(tree)
+                # A change that is already the merge's result (a merge of the same revisions killed while it
+                # placed its files, run again) is not a local change to protect; any other one is refused.
+                _refuse_dirty([p for p in dirty if differs_or_absent(work.get(p), target.get(p))])
                 writes, deletes, clashes = plan_checkout(head_flat, target, work, force=False)
                 kept = set(result.ignored)  # left out of the merge by the merged .dvxignore: stays on disk, untracked
                 deletes = [p for p in deletes if p not in kept]
@@ -1003,7 +1016,11 @@ def merge(
             all_bases.append(bases)
             merged_so_far.append(cid)
         if all_conflicts and strategy == "fail":
+            _refuse_dirty(dirty)  # uncommitted changes are named first, as before the merge is attempted
             raise MergeConflict(conflict_message(all_conflicts, more="see MergeConflict.conflicts"), list(all_conflicts))
+        if dirty:  # refused before anything is written to the store, as uncommitted changes always were
+            merged_flat = merger.flatten(tree)
+            _refuse_dirty([p for p in dirty if differs_or_absent(work.get(p), merged_flat.get(p))])
         # A path the merged .dvxignore files exclude (one side added the file, the other the rule) is left out,
         # as a commit of the merged folder would: else status would call it deleted at once, and the next
         # commit drop it unannounced. It stays in its side's history, and on disk, untracked.

@@ -58,7 +58,7 @@ def merge_cmd(
 ) -> None:
     """Merge REV... into the current branch: a three-way merge of trees, one commit with all parents.
 
-    A conflict (both sides changed a path differently, a change against a deletion, a file against a directory) stops the merge with strategy fail and nothing changes; ours/theirs resolve each conflict toward HEAD or the merged REV and record it in the commit's metadata. Refuses to start over uncommitted changes.
+    A conflict (both sides changed a path differently, a change against a deletion, a file against a directory) stops the merge with strategy fail and nothing changes; ours/theirs resolve each conflict toward HEAD or the merged REV and record it in the commit's metadata. Refuses to start over uncommitted changes (a change that is already what the merge writes there, as a killed run of the same merge leaves, does not count).
     """
     from ..merge import STRATEGIES, Conflict, conflict_message, merge
 

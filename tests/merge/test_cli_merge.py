@@ -160,3 +160,34 @@ def test_squash(forked: Repo, h: Any) -> None:
     assert [e.commit.message for e in forked.log("flat")] == ["flat copy"]
     doc = json.loads(h.run_dvx(root, "squash", "main", "-m", "x", "--tag", "v1", "--json").stdout)
     assert doc["tag"] == "v1" and forked.tags()["v1"] == doc["id"] and doc["source"] == forked.resolve("main")
+
+
+def test_a_merge_killed_while_placing_its_files_can_be_run_again(forked: Repo, h: Any) -> None:
+    """Killed after some of its files were in place (the ref not moved), the same merge run again takes those
+    files for what they are, its own result, not uncommitted changes; a different local change still stops it."""
+    import os
+    import subprocess
+    import sys
+
+    root = forked.root
+    env = dict(os.environ, DVX_AUTHOR="Test <test@example.com>", DVX_FAULT="checkout.before-place:2:kill")
+    killed = subprocess.run([sys.executable, "-m", "dvx.cli.main", "merge", "feature"], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed
+    assert forked.resolve("main") == forked.resolve("main~0")  # HEAD did not move
+    assert forked.read_commit(forked.resolve("main")).message == "main work"
+    placed = sorted(set(forked.status().added) | set(forked.status().modified))
+    assert placed, "the kill should come after the first file was placed"
+
+    (root / "b.txt").write_text("my own edit\n")  # not what the merge writes: refused
+    refused = h.run_dvx(root, "merge", "feature", check=False)
+    assert refused.returncode != 0 and "b.txt" in refused.stderr and "c.txt" not in refused.stderr
+    (root / "b.txt").write_text("b\n")
+
+    h.run_dvx(root, "merge", "feature")
+    merged = forked.read_commit(forked.resolve("main"))
+    assert len(merged.parents) == 2
+    assert (root / "c.txt").read_text() == "c\n" and (root / "a.txt").read_text() == "a feature\n"
+    assert not (root / "d/y").exists()
+    assert "nothing to commit" in h.run_dvx(root, "status").stdout
+    assert forked.fsck().ok
