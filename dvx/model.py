@@ -68,7 +68,8 @@ def link_entry(name: str, target: str) -> Entry:
     return Entry(name, LINK, hash_bytes(raw), len(raw), False, target)
 
 
-def _is_utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
+    """False for a str holding surrogate escapes (bytes that were not UTF-8, from a command line or a file name)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -344,7 +345,7 @@ class Commit:
         except UnicodeEncodeError:
             # A str carrying surrogate escapes: bytes that were not UTF-8 (a command line, an environment).
             fields = {"message": self.message, "author": self.author, **{f"meta {k!r}": k + v for k, v in self.meta.items()}}
-            bad = next((name for name, text in fields.items() if not _is_utf8(text)), "a field")
+            bad = next((name for name, text in fields.items() if not is_utf8(text)), "a field")
             raise UsageError(f"the commit's {bad} is not valid UTF-8") from None
 
     def _encode(self) -> bytes:

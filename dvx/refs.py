@@ -19,6 +19,7 @@ from pathlib import Path
 from . import durable
 from .errors import CorruptObject, RefConflict, RefExists, UsageError, os_error
 from .ids import is_id
+from .model import is_utf8
 
 HEADS = "refs/heads/"
 TAGS = "refs/tags/"
@@ -32,22 +33,14 @@ _BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)|^\.
 
 def is_ref_name(name: str) -> bool:
     """True if ``name`` could be a ref (or a ref's path under ``refs/``): only then is it looked up as one."""
-    return bool(name) and not _BAD_REF.search(name) and _utf8(name)
-
-
-def _utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return bool(name) and not _BAD_REF.search(name) and is_utf8(name)
 
 
 def check_ref_name(name: str, what: str = "branch") -> None:
     """Refuse names git would refuse (and ones that would confuse revision syntax)."""
     if not name or _BAD_REF.search(name) or name == "@" or name == "HEAD" or name.startswith("-"):
         raise UsageError(f"invalid {what} name {name!r}")
-    if not _utf8(name):
+    if not is_utf8(name):
         raise UsageError(f"invalid {what} name {name!r}: not valid UTF-8")
 
 
