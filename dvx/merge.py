@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from . import worktree
-from .diff import diff_flat, differs
+from .diff import diff_flat
 from .errors import (
     CorruptObject,
     DirtyWorkingTree,
@@ -882,15 +882,13 @@ def merge(
 
     With ``update_worktree`` the merge refuses to start over uncommitted changes, and then rewrites only the
     files that the merge changes. A change that is already what the merge writes at that path does not count:
-    so a merge killed while it placed its files (HEAD not moved yet) completes when run again. ``update_worktree=False`` writes objects and moves the ref only: the working
+    so a merge killed while it placed its files (HEAD not moved yet) completes when run again.
+    ``update_worktree=False`` writes objects and moves the ref only: the working
     tree is neither checked nor touched. The default (None) is False in a repository whose files were never
     checked out (``clone --no-checkout``, ``Repo.has_worktree``): a service merges datasets there without
     materializing a file; else True.
     """
     from .repo import plan_checkout, utc_now
-
-    def differs_or_absent(a: Entry | None, b: Entry | None) -> bool:
-        return (a is None) != (b is None) or (a is not None and b is not None and differs(a, b))
 
     if update_worktree is None:
         update_worktree = bool(getattr(repo, "has_worktree", True))
@@ -933,7 +931,7 @@ def merge(
                 target = repo.trees.flatten(tree)
                 # A change that is already the merge's result (a merge of the same revisions killed while it
                 # placed its files, run again) is not a local change to protect; any other one is refused.
-                _refuse_dirty([p for p in dirty if differs_or_absent(work.get(p), target.get(p))])
+                _refuse_dirty([p for p in dirty if not _same(work.get(p), target.get(p))])
                 writes, deletes, clashes = plan_checkout(head_flat, target, work, force=False)
                 kept = set(result.ignored)  # left out of the merge by the merged .dvxignore: stays on disk, untracked
                 deletes = [p for p in deletes if p not in kept]
@@ -1020,7 +1018,7 @@ def merge(
             raise MergeConflict(conflict_message(all_conflicts, more="see MergeConflict.conflicts"), list(all_conflicts))
         if dirty:  # refused before anything is written to the store, as uncommitted changes always were
             merged_flat = merger.flatten(tree)
-            _refuse_dirty([p for p in dirty if differs_or_absent(work.get(p), merged_flat.get(p))])
+            _refuse_dirty([p for p in dirty if not _same(work.get(p), merged_flat.get(p))])
         # A path the merged .dvxignore files exclude (one side added the file, the other the rule) is left out,
         # as a commit of the merged folder would: else status would call it deleted at once, and the next
         # commit drop it unannounced. It stays in its side's history, and on disk, untracked.
