@@ -659,11 +659,22 @@ class StoreWriter:
         with self._lock:
             self.objects_written += 1
             self.bytes_written += len(payload) + LOOSE_HEADER.size
+        self._in_background(self._publish_loose, fd, tmp, final)
+
+    def _in_background(self, fn: Callable[..., Path | None], *args: object) -> None:
+        """Run ``fn(*args)`` on the fsync threads; :meth:`_wait_loose` waits for it and raises its failure."""
+        with self._lock:
             if self._sync_pool is None:
                 from concurrent.futures import ThreadPoolExecutor  # noqa: F811 - imported when first needed
 
                 self._sync_pool = ThreadPoolExecutor(max_workers=_SYNC_THREADS, thread_name_prefix="dvx-fsync")
-            self._syncs.append(self._sync_pool.submit(self._publish_loose, fd, tmp, final))
+            self._syncs.append(self._sync_pool.submit(fn, *args))
+
+    def _seal_one(self, pack: _OpenPack) -> None:
+        try:
+            self._seal([pack])
+        except OSError as exc:
+            raise os_error(exc, "cannot write pack") from exc
 
     def _publish_loose(self, fd: int, tmp: Path, final: Path) -> Path | None:
         """fsync the temp, link it to its final name (create-only); the directory is fsynced by :meth:`flush`.
@@ -733,7 +744,9 @@ class StoreWriter:
                 self.objects_written += len(records)
                 self.bytes_written += sum(len(r[4]) for r in records)
             if pack.stream.size >= PACK_TARGET_SIZE:
-                self._seal([pack])
+                # Sealed by a background thread: its fsync waits on the disk (and on ext4 its journal commit
+                # stalls this process's other writers), which would leave this core idle meanwhile.
+                self._in_background(self._seal_one, pack)
             else:
                 with self._lock:
                     self._idle.append(pack)

@@ -150,3 +150,22 @@ def test_a_file_replaced_by_a_folder_after_the_scan_is_refused(tmp_path: Path) -
 
     with pytest.raises(StorageError, match="changed while being read"):
         read_after_change(tmp_path, b"data", to_folder)
+
+
+@pytest.mark.skipif(not hasattr(os, "O_NOATIME"), reason="O_NOATIME is Linux-only")
+def test_reading_files_leaves_their_access_time_alone(tmp_path: Path) -> None:
+    """With relatime, a read of a file whose atime is older than its mtime updates the atime (and dirties the
+    inode, which waits for the store's fsyncs); the owner's reads use O_NOATIME, as restic's do."""
+    root = tmp_path / "work"
+    root.mkdir()
+    (root / "small.txt").write_bytes(b"row\n" * 1000)
+    (root / "big.bin").write_bytes(os.urandom(300 << 10))  # chunked at SMALL's threshold
+    old = time.time_ns() - 3600 * 10**9
+    for name in ("small.txt", "big.bin"):
+        st = os.stat(root / name)
+        os.utime(root / name, ns=(old, st.st_mtime_ns))
+    store = new_store(tmp_path / "store")
+    got = ingest(root, store)
+    assert {"small.txt", "big.bin"} <= set(got)
+    for name in ("small.txt", "big.bin"):
+        assert os.stat(root / name).st_atime_ns == old

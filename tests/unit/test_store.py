@@ -348,3 +348,55 @@ def test_written_objects_leave_the_page_cache_once_on_disk(tmp_path: Path) -> No
     assert resident < 2 << 20, f"{resident} bytes of the new objects still cached"
     for (_, data), oid in zip(small[:3] + big[:1], [hash_bytes(d) for _, d in small[:3] + big[:1]]):
         assert store.get(oid)[1] == data  # read back from disk
+
+
+def _many_packs(store: ObjectStore, monkeypatch: pytest.MonkeyPatch, n: int = 40) -> list[tuple[str, bytes]]:
+    """Objects enough for several packs once the pack target is 64 KiB (each pack is sealed in the background)."""
+    import dvx.store as store_mod
+
+    monkeypatch.setattr(store_mod, "PACK_TARGET_SIZE", 64 << 10)
+    rng = random.Random(7)
+    return [(hash_bytes(d), d) for d in (rng.randbytes(20 << 10) for _ in range(n))]
+
+
+def test_full_packs_are_sealed_in_the_background_and_all_readable_after_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import dvx.store as store_mod
+
+    store = new_store(tmp_path)
+    objects = _many_packs(store, monkeypatch)
+    sealers: set[str] = set()
+    real_seal = store_mod.StoreWriter._seal
+
+    def seal(self: store_mod.StoreWriter, packs: list) -> None:  # type: ignore[type-arg]
+        sealers.add(threading.current_thread().name)
+        real_seal(self, packs)
+
+    monkeypatch.setattr(store_mod.StoreWriter, "_seal", seal)
+    with store.writer() as w:
+        for oid, data in objects:
+            w.add(oid, BLOB, data)
+    assert any(name.startswith("dvx-fsync") for name in sealers)  # not on the adding thread
+    assert len(packs_on_disk(store)) >= 5
+    reader = new_store(tmp_path)  # a new reader sees every pack the writer published
+    for oid, data in objects:
+        assert reader.get(oid) == (BLOB, data)
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_background_seal_that_fails_fails_the_writer_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dvx.durable as durable_mod
+    from dvx.errors import StorageError
+
+    store = new_store(tmp_path)
+    objects = _many_packs(store, monkeypatch)
+    monkeypatch.setattr(durable_mod, "_fault_plan", {"pack.before-fsync": (2, "raise:EIO")})
+    monkeypatch.setattr(durable_mod, "_fault_counts", {})
+    with pytest.raises(StorageError, match="cannot write pack"):
+        with store.writer(discard_on_abort=True) as w:
+            for oid, data in objects:
+                w.add(oid, BLOB, data)
+    assert list((tmp_path / "tmp").iterdir()) == []  # no temp pack of the failed seal, or of the open ones
+    assert packs_on_disk(store) == []  # the packs sealed before the failure were discarded with the rest
+    assert list(store.pack_dir.glob("*.idx")) == []
