@@ -412,6 +412,7 @@ def _temp_beside(final: str) -> str:
 def _replace(tmp: str, final: str) -> None:
     """Rename ``tmp`` over ``final`` (an empty directory there is removed first), as a checkout does."""
     try:
+        durable.fault("readonly.before-replace")
         worktree._replace(Path(tmp), Path(final))  # noqa: SLF001 - same package, one rule for both checkouts
     finally:
         # rename() of two links to one inode succeeds and does nothing: the temp name must still go.
@@ -869,6 +870,13 @@ class _Checkout:
     def run(self, commit_id: str, want: dict[str, Entry], patterns: list[str]) -> CheckoutReport:
         _remove_leftovers(self.dest)  # of a checkout killed here: its probe, its manifest's temp
         old = read_manifest(self.dest) if not self.force else _read_manifest_quiet(self.dest)
+        if old is not None and not old.complete:
+            # Killed while placing files: its file temps are beside the paths it was writing (the manifest it
+            # left lists them), and nowhere else, since it places nothing before that manifest is on disk.
+            for folder in sorted({p.rpartition("/")[0] for p in old.pending} - {""}):
+                sub = _own_subfolder(self.dest, folder)
+                if sub is not None:
+                    _remove_leftovers(sub)
         if old is None and not self.force and _non_empty(self.dest):
             raise UsageError(f"{self.dest} is not empty and is not a dvx checkout; choose an empty folder or use --force")
         self.method = self.probe()
@@ -928,10 +936,23 @@ def _non_empty(path: Path) -> bool:
 _LEFTOVER = re.compile(r"\.dvx(?:-probe)?\.(\d+)\.[\d.]+\.tmp")
 
 
+def _own_subfolder(dest: Path, rel: str) -> Path | None:
+    """``dest/rel`` if every component of ``rel`` is a real folder (no symbolic link leads out of ``dest``)."""
+    path = dest
+    for name in rel.split("/"):
+        path = path / name
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                return None
+        except OSError:
+            return None
+    return path
+
+
 def _remove_leftovers(dest: Path) -> None:
-    """Remove from the top of ``dest`` the temps of checkouts whose process is gone (killed there), so that
-    a folder holding nothing else counts as empty again and nothing dvx made is left among the data. Temps in
-    subfolders stay until the folder is checked out with --force or removed."""
+    """Remove from the folder ``dest`` the temps of checkouts whose process is gone (killed there), so that
+    a folder holding nothing else counts as empty again and nothing dvx made is left among the data. Called for
+    the top of a checkout, and for the folders a killed checkout was writing into."""
     try:
         with os.scandir(dest) as it:
             names = [e.name for e in it if _LEFTOVER.fullmatch(e.name)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -306,3 +307,44 @@ def test_a_get_killed_while_filling_the_cache_leaves_no_temp_file_and_a_rerun_co
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     h.assert_checkout(dataset, "v1", tmp_path / "out")
+
+
+@pytest.mark.parametrize("nth", [1, 5])
+def test_a_checkout_killed_while_placing_files_leaves_no_temp_in_any_folder_after_the_rerun(
+    h, dataset: Repo, tmp_path: Path, nth: int
+) -> None:
+    """SIGKILL with a file's temp written beside it in a subfolder, not yet renamed: the rerun completes the
+    checkout and removes that temp (its process is gone), so nothing dvx made is left among the data."""
+    dest = tmp_path / "out"
+    env = {**os.environ, "DVX_CACHE_DIR": str(tmp_path / "cache"), "NO_COLOR": "1",
+           "DVX_FAULT": f"readonly.before-replace:{nth}:kill"}
+    argv = [*h.CLI, "checkout", "v1", "--link", "copy", "--to", str(dest)]  # copies go through a temp each
+    proc = subprocess.run(argv, cwd=dataset.root, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    temps = [p for p in dest.rglob("*.tmp") if p.parent != dest]
+    assert temps, "the kill should have left a file temp in a subfolder"
+    del env["DVX_FAULT"]
+    proc = subprocess.run(argv, cwd=dataset.root, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    h.assert_checkout(dataset, "v1", dest, readonly=False)
+    assert list(dest.rglob("*.tmp")) == []
+
+
+def test_the_rerun_of_a_killed_checkout_never_cleans_through_a_symlinked_folder(
+    h, dataset: Repo, tmp_path: Path
+) -> None:
+    dest = tmp_path / "out"
+    env = {**os.environ, "DVX_CACHE_DIR": str(tmp_path / "cache"), "NO_COLOR": "1",
+           "DVX_FAULT": "readonly.before-replace:5:kill"}
+    argv = [*h.CLI, "checkout", "v1", "--link", "copy", "--to", str(dest)]
+    assert subprocess.run(argv, cwd=dataset.root, env=env, capture_output=True, timeout=120).returncode == -9
+    folder = next(p for p in dest.rglob("*.tmp") if p.parent != dest).parent
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    bystander = outside / next(folder.glob("*.tmp")).name  # a dead process's temp name, but not in DEST
+    bystander.write_bytes(b"not dvx's to delete")
+    shutil.rmtree(folder)
+    folder.symlink_to(outside)
+    del env["DVX_FAULT"]
+    subprocess.run(argv, cwd=dataset.root, env=env, capture_output=True, timeout=120)
+    assert bystander.read_bytes() == b"not dvx's to delete"
