@@ -191,3 +191,24 @@ def test_sigkill_of_a_detached_head_commit_before_head_is_replaced(template: Tem
     assert (root / ".dvx" / "HEAD").read_text().strip() == template.c1
     (root / "after-crash.txt").write_text("next commit")
     assert template.dvx(root, "commit", "-m", "c3").returncode == 0
+
+
+def test_a_commit_waiting_for_the_lock_goes_on_when_the_holder_is_killed(template: Template, tmp_path: Path) -> None:
+    """Two commits at once: the first holds the lock and is SIGKILLed mid-way; the second, waiting, takes the
+    lock once the kernel drops it and commits the whole tree on c1, as if the first had never run."""
+    root = copy_of(template, tmp_path / "repo")
+    env = {**template.env, "DVX_LOCK_TIMEOUT": "60"}
+    first = subprocess.Popen([*template.argv, "commit", "-m", "c2"], cwd=root, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = root / ".dvx" / "lock"
+    deadline = time.monotonic() + 60
+    while str(first.pid) not in (lock.read_text() if lock.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    second = subprocess.Popen([*template.argv, "commit", "-m", "c2"], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(min(0.3, template.commit_seconds / 3))
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    assert check_after_crash(root, template, tmp_path) == "new"
