@@ -58,6 +58,8 @@ if TYPE_CHECKING:
 REMOTE_FORMAT = 1
 MARKER = "dvx-remote.json"
 PUSH_PACK_SIZE = 64 << 20
+# A push removes temps that killed writers left on a folder remote once they are this old (seconds).
+STALE_TEMP_AGE = 24 * 3600.0
 # Adjacent wanted objects closer than this are fetched in one range request.
 COALESCE_GAP = 256 << 10
 GCS_TOKEN_MODES = ("anon", "google_default", "cloud", "cache")
@@ -756,6 +758,9 @@ def push(
             view.backend.write_if_absent("HEAD", f"ref: {default}\n".encode())
         except RemoteError as exc:
             stats.warnings.append(f"could not write the remote's HEAD, a hint for clone ({exc})")
+    # What a push killed on the way left on a folder remote (a temp per file it was writing) goes now.
+    with contextlib.suppress(OSError, DvxError):
+        view.backend.sweep_temps(STALE_TEMP_AGE)
     stats.requests = view.backend.request_count - start_requests
     return stats
 

@@ -224,6 +224,11 @@ class Backend(abc.ABC):
     def delete(self, key: str) -> None:
         """Remove ``key``; an absent key is not an error."""
 
+    def sweep_temps(self, max_age: float) -> int:
+        """Remove what writes of killed processes left, older than ``max_age`` seconds, in the places this
+        backend wrote to; returns how many. Object stores publish uploads atomically and leave nothing: no-op."""
+        return 0
+
     # -- probing --------------------------------------------------------------------------------------
     def check(self) -> None:
         """Probe that the remote is reachable, writable, readable and honours compare-and-swap.

@@ -13,8 +13,10 @@ from __future__ import annotations
 import errno
 import os
 import random
+import re
 import shutil
 import socket
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -42,6 +44,8 @@ STALE_LOCK_SECONDS = 60.0
 LOCK_WAIT_SECONDS = STALE_LOCK_SECONDS + 15.0
 _SITE = "remote.write"
 _TEMP_STEM = "dvx-remote"
+# The temps that durable.temp_name makes with that stem: ``.dvx-remote.<pid>.<tid>.<n>.tmp``.
+_TEMP_NAME = re.compile(r"\.dvx-remote\.\d+\.\d+\.\d+\.tmp")
 _NO_LINK = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS, errno.EXDEV}
 _REASONS = {
     errno.ENOSPC: "no space left on device",
@@ -92,6 +96,7 @@ class LocalBackend(Backend):
     def __init__(self, root: Path, connections: int) -> None:
         super().__init__(str(root), connections)
         self.root = root
+        self._written_dirs: set[Path] = set()  # folders this backend wrote into (sweep_temps looks there)
 
     @classmethod
     def from_url(cls, url: str, connections: int, options: dict[str, Any]) -> LocalBackend:
@@ -150,6 +155,33 @@ class LocalBackend(Backend):
             else:
                 durable.fsync_dir(self.root.parent)
         durable.make_dirs(final.parent)
+        self._written_dirs.add(final.parent)
+
+    def sweep_temps(self, max_age: float) -> int:
+        """Remove the temps of writers killed at least ``max_age`` seconds ago from the folders this backend
+        wrote to (a push writes to the same few every time, so the next push clears what a killed one left).
+
+        By age, not by process: the folder may be shared by several hosts, whose pids mean nothing here. A
+        temp is written, fsynced and published within one request, so one a day old is nobody's any more.
+        """
+        cutoff = time.time() - max_age
+        removed = 0
+        for folder in sorted(self._written_dirs):
+            try:
+                with os.scandir(folder) as it:
+                    names = [e.name for e in it if _TEMP_NAME.fullmatch(e.name)]
+            except OSError:
+                continue
+            for name in names:
+                path = folder / name
+                try:
+                    st = os.lstat(path)
+                    if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+                except OSError:
+                    continue
+        return removed
 
     # -- reading --------------------------------------------------------------------------------------
     def read(self, key: str) -> bytes:

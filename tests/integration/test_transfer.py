@@ -287,3 +287,31 @@ def test_a_no_checkout_clone_merges_without_files_and_its_first_checkout_writes_
     repo_view = clone(remote, tmp_path / "full")
     assert snapshot(user.root) == snapshot(repo_view.root)
     assert "labels.csv" in snapshot(user.root)
+
+
+def test_a_push_clears_the_day_old_temps_a_killed_push_left_on_a_folder_remote(tmp_path: Path) -> None:
+    """A push SIGKILLed while uploading a pack leaves its temp in the remote's folder; a push a day later
+    removes it (by age: the folder may be shared by hosts whose pids mean nothing here). Younger temps, which
+    may be another writer's at work, and files that are not dvx's temps stay."""
+    repo = new_repo(tmp_path / "src")
+    url = str(tmp_path / "remote")
+    add_remote(repo, "origin", url, {})
+    env = {**os.environ, "DVX_FAULT": "remote.write.before-fsync:1:kill"}
+    proc = subprocess.run([*DVX, "push"], cwd=repo.root, env=env, capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    left = [p for p in (tmp_path / "remote").rglob(".dvx-remote.*.tmp")]
+    assert len(left) == 1, "the kill should leave the temp of the pack being uploaded"
+    day_old = os.stat(left[0]).st_mtime - 2 * 86400
+    os.utime(left[0], (day_old, day_old))
+    young = left[0].with_name(".dvx-remote.4242.1.1.tmp")
+    young.write_bytes(b"someone else's upload, at work")
+    other = left[0].with_name(".dvx-remote.notes.tmp")  # not a name dvx makes
+    other.write_bytes(b"a user's file")
+    os.utime(other, (day_old, day_old))
+    push(repo)
+    assert not left[0].exists()
+    assert young.exists() and other.exists()
+    young.unlink()
+    other.unlink()
+    cloned = clone(url, tmp_path / "clone")
+    assert snapshot(cloned.root) == snapshot(repo.root)
