@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import stat
 import threading
@@ -246,6 +247,15 @@ def _unlink_quiet(path: Path) -> None:
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def names_matching(folder: str | Path, pattern: re.Pattern[str]) -> list[str]:
+    """The names in ``folder`` that ``pattern`` matches whole; none if the folder cannot be listed."""
+    try:
+        with os.scandir(folder) as it:
+            return [e.name for e in it if pattern.fullmatch(e.name)]
+    except OSError:
+        return []
 
 
 def walk_no_follow(path: str | Path) -> Iterator[tuple[str, list[tuple[str, os.stat_result]], list[str]]]:

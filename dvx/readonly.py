@@ -953,12 +953,7 @@ def _remove_leftovers(dest: Path) -> None:
     """Remove from the folder ``dest`` the temps of checkouts whose process is gone (killed there), so that
     a folder holding nothing else counts as empty again and nothing dvx made is left among the data. Called for
     the top of a checkout, and for the folders a killed checkout was writing into."""
-    try:
-        with os.scandir(dest) as it:
-            names = [e.name for e in it if _LEFTOVER.fullmatch(e.name)]
-    except OSError:
-        return
-    for name in names:
+    for name in durable.names_matching(dest, _LEFTOVER):
         pid = int(_LEFTOVER.fullmatch(name).group(1))  # type: ignore[union-attr]
         if pid == os.getpid():
             continue

@@ -167,12 +167,7 @@ class LocalBackend(Backend):
         cutoff = time.time() - max_age
         removed = 0
         for folder in sorted(self._written_dirs):
-            try:
-                with os.scandir(folder) as it:
-                    names = [e.name for e in it if _TEMP_NAME.fullmatch(e.name)]
-            except OSError:
-                continue
-            for name in names:
+            for name in durable.names_matching(folder, _TEMP_NAME):
                 path = folder / name
                 try:
                     st = os.lstat(path)
