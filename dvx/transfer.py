@@ -758,7 +758,8 @@ def push(
             view.backend.write_if_absent("HEAD", f"ref: {default}\n".encode())
         except RemoteError as exc:
             stats.warnings.append(f"could not write the remote's HEAD, a hint for clone ({exc})")
-    # What a push killed on the way left on a folder remote (a temp per file it was writing) goes now.
+    # Temps that pushes killed on the way left on a folder remote (a temp per file being written) go once they
+    # are STALE_TEMP_AGE old: a younger one may belong to a push still running.
     with contextlib.suppress(OSError, DvxError):
         view.backend.sweep_temps(STALE_TEMP_AGE)
     stats.requests = view.backend.request_count - start_requests
