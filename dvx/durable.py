@@ -6,7 +6,9 @@ that change, under a lock), then the directory is fsynced. A crash leaves either
 one, plus at worst an orphan temp file that ``gc`` removes.
 
 Fault injection: ``DVX_FAULT="site:nth:action[,site:nth:action...]"`` makes the nth arrival (1-based) at
-``site`` either ``kill`` the process with SIGKILL or ``raise:ENOSPC`` (any errno name). Sites are named
+``site`` either ``kill`` the process with SIGKILL, ``raise:ENOSPC`` (any errno name) or ``sleep:SECONDS``
+(print ``DVX_FAULT <site> reached`` on stderr and hold still there, so that a test can act while the
+process waits at a known point, or kill it there). Sites are named
 where :func:`fault` is called; tests use them to crash at exact points.
 """
 
@@ -19,6 +21,7 @@ import re
 import signal
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,10 @@ def fault(site: str) -> None:
     if action.startswith("raise:"):
         code = getattr(errno, action.split(":", 1)[1])
         raise OSError(code, os.strerror(code))
+    if action.startswith("sleep:"):
+        os.write(2, f"DVX_FAULT {site} reached\n".encode())  # so that a test knows when to act
+        time.sleep(float(action.split(":", 1)[1]))
+        return
     raise ValueError(f"unknown DVX_FAULT action {action!r}")
 
 

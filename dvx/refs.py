@@ -27,6 +27,7 @@ REMOTES = "refs/remotes/"
 
 # A ref holds 65 bytes; anything much bigger is not a ref (and is not read into memory whole).
 _MAX_REF_FILE = 4096
+REF_TEMP = re.compile(r"\..+\.([0-9]{1,10})\.new")  # a new value before its rename
 
 _BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)|^\.|^/|/$|\.$")
 
@@ -213,6 +214,7 @@ class RefStore:
             if new is None:
                 os.unlink(path)
                 durable.fsync_dir(path.parent)
+                durable.fault("ref.before-prune")
                 self._prune_empty_dirs(path.parent, lock)
             else:
                 # The new value goes to its own temp file; the lock keeps "pid N" to the end, so a lock left by
@@ -251,14 +253,32 @@ class RefStore:
         if path.is_dir():
             inside = next((p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")
                            and not p.name.endswith(".lock")), None)
-            if inside is None:
-                try:
-                    os.rmdir(path)  # an empty folder left by a crash: no ref is there
-                    return
-                except OSError:
-                    pass  # a ref update in progress inside it (its lock): taken
+            if inside is None and self._remove_dead_folder(path):
+                return  # a folder left by a crash (empty, or only a dead process's lock and temp): no ref is there
             taken = inside.relative_to(self.dir).as_posix() if inside is not None else f"{ref}/..."
             raise RefExists(f"'{taken}' exists; cannot create '{ref}'")
+
+    def _remove_dead_folder(self, folder: Path) -> bool:
+        """Remove ``folder`` if it holds no ref and nothing of a live process: only empty folders, locks whose
+        owner is gone and the ``.NAME.PID.new`` temps of dead processes (a delete killed before it pruned).
+        False, leaving the rest, if anything else is there (a ref update in progress inside it)."""
+        for top, _, files in os.walk(folder, topdown=False):
+            for name in files:
+                file = Path(top) / name
+                temp = REF_TEMP.fullmatch(name)
+                if name.endswith(".lock") and self._stale(file):
+                    pass
+                elif not (temp and not durable.pid_alive(int(temp.group(1)))):
+                    return False
+                try:
+                    os.unlink(file)
+                except FileNotFoundError:
+                    pass
+            try:
+                os.rmdir(top)
+            except OSError:
+                return False  # something appeared in it meanwhile, or a link/file where a folder was
+        return True
 
     def _prune_empty_dirs(self, folder: Path, own_lock: Path) -> None:
         """After deleting ``a/b``, remove ``refs/heads/a`` if nothing else is in it (so a branch ``a`` can exist)."""

@@ -9,7 +9,6 @@ reference it.
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 from .. import codec, durable
 from ..errors import CorruptObject, RefConflict, os_error
 from ..ids import hash_bytes
-from ..refs import RefStore
+from ..refs import REF_TEMP, RefStore
 from . import CHUNKED, ObjectStore, StoreWriter
 from .pack import PackIndex, open_pack, read_at
 
@@ -170,7 +169,7 @@ def _clean_tmp(store: ObjectStore, cutoff: float) -> None:
         # A ref's new value goes to ``.NAME.PID.new`` before its rename: one whose process is gone is dead.
         for folder, entries, _ in durable.walk_no_follow(refs):
             for name, st in entries:
-                m = _REF_TEMP.fullmatch(name)
+                m = REF_TEMP.fullmatch(name)
                 if m and st.st_mtime < cutoff and not durable.pid_alive(int(m.group(1))):
                     leftovers.append(refs / folder / name)
     for f in leftovers:
@@ -185,8 +184,6 @@ def _clean_tmp(store: ObjectStore, cutoff: float) -> None:
         except FileNotFoundError:
             pass
 
-
-_REF_TEMP = re.compile(r"\..+\.([0-9]{1,10})\.new")
 
 
 def _newest(folder: Path) -> float:

@@ -195,10 +195,14 @@ def test_sigkill_of_a_detached_head_commit_before_head_is_replaced(template: Tem
 
 def test_a_commit_waiting_for_the_lock_goes_on_when_the_holder_is_killed(template: Template, tmp_path: Path) -> None:
     """Two commits at once: the first holds the lock and is SIGKILLed mid-way; the second, waiting, takes the
-    lock once the kernel drops it and commits the whole tree on c1, as if the first had never run."""
+    lock once the kernel drops it and commits the whole tree on c1, as if the first had never run.
+
+    The first is held still just before it would move the ref, so that a fast machine cannot let it finish
+    before the kill (it is killed either while it works or while it waits there)."""
     root = copy_of(template, tmp_path / "repo")
     env = {**template.env, "DVX_LOCK_TIMEOUT": "60"}
-    first = subprocess.Popen([*template.argv, "commit", "-m", "c2"], cwd=root, env=env,
+    first = subprocess.Popen([*template.argv, "commit", "-m", "c2"], cwd=root,
+                             env={**env, "DVX_FAULT": "commit.before-ref:1:sleep:60"},
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lock = root / ".dvx" / "lock"
     deadline = time.monotonic() + 60
@@ -208,7 +212,7 @@ def test_a_commit_waiting_for_the_lock_goes_on_when_the_holder_is_killed(templat
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(min(0.3, template.commit_seconds / 3))
     first.send_signal(signal.SIGKILL)
-    first.wait(30)
+    assert first.wait(30) == -signal.SIGKILL, "the first commit finished before it was killed"
     _, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
     assert check_after_crash(root, template, tmp_path) == "new"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dvx.errors import CorruptObject, RefConflict
+from dvx.errors import CorruptObject, RefConflict, RefExists
 from dvx.refs import HEADS, TAGS
 from dvx.repo import Repo
 from dvx.store.gc import collect
@@ -266,3 +266,45 @@ def test_ref_lock_that_is_a_fifo_is_not_waited_on(repo: Repo, write_files, run_d
     r = run_dvx(["commit", "--allow-empty", "-m", "x"], repo.root, timeout=TIMEOUT)
     one_error_line(r, "not a regular file")
     assert repo.refs.get(HEADS + "main") == first
+
+
+# -- a folder where a new ref goes: what a killed delete leaves is cleared, anything else refuses ---------------
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("kind", ["branch", "tag"])
+def test_a_folder_left_by_a_killed_delete_does_not_block_a_ref_of_its_name(repo: Repo, write_files, kind: str) -> None:
+    c1 = committed(repo, write_files)
+    section = HEADS if kind == "branch" else TAGS
+    folder = repo.dvx / section / "team" / "deeper"
+    folder.mkdir(parents=True)
+    pid = dead_pid()
+    (folder / "x.lock").write_text(f"pid {pid}\n")
+    (folder / f".x.{pid}.new").write_text(c1 + "\n")
+    (repo.dvx / section / "team" / "empty").mkdir()
+    (repo.create_branch if kind == "branch" else repo.create_tag)("team", c1)
+    assert (repo.dvx / section / "team").read_text().strip() == c1
+
+
+@pytest.mark.parametrize("what", ["live-lock", "live-temp", "other-file", "link"])
+def test_a_folder_with_anything_live_or_unknown_in_it_still_refuses_the_ref(repo: Repo, write_files, what: str) -> None:
+    c1 = committed(repo, write_files)
+    folder = repo.dvx / HEADS / "team"
+    folder.mkdir(parents=True)
+    if what == "live-lock":
+        (folder / "x.lock").write_text(f"pid {os.getpid()}\n")
+    elif what == "live-temp":
+        (folder / f".x.{os.getpid()}.new").write_text(c1 + "\n")
+    elif what == "other-file":
+        (folder / ".notes").write_text("mine")
+    else:
+        (folder / "sub").symlink_to(repo.root)
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(RefExists, match="cannot create 'refs/heads/team'"):
+        repo.create_branch("team", c1)
+    assert sorted(p.name for p in folder.iterdir()) == before
