@@ -36,6 +36,7 @@ from .errors import (
     DvxError,
     EmptyMessage,
     MissingObject,
+    NoMatch,
     NotARepository,
     NothingToCommit,
     NoWorktree,
@@ -687,16 +688,24 @@ class Repo:
         limit: int | None = None,
         paths: list[str] | None = None,
         followed: dict[str, tuple[str, ...]] | None = None,
+        all_refs: bool = False,
     ) -> list[LogEntry]:
         """History from ``rev`` (default HEAD; several revisions: the union of their histories), newest first;
         with ``paths``, only commits that changed them, simplified as git's default: a merge that kept one
         parent's version of the paths is followed along that parent only (the other side's history of the paths
-        did not reach the result). A path ending in ``/`` matches only a folder, as in git.
+        did not reach the result). A path ending in ``/`` matches only a folder, as in git. ``all_refs`` adds
+        every branch, tag and remote-tracking branch and HEAD to the starts, as ``git log --all`` does.
 
         ``followed``, if given, receives for each commit the walk went through the parents it went on to: the
         simplified history a graph of the shown commits is drawn from (:func:`dvx.graph.rewrite_parents`)."""
         revs = [rev] if isinstance(rev, str) else list(rev or [])
-        starts = list(dict.fromkeys(self.resolve(r) for r in revs)) or [self.resolve("HEAD")]
+        starts = list(dict.fromkeys(self.resolve(r) for r in revs))
+        if all_refs:
+            head = self.head()[1]
+            starts = list(dict.fromkeys([*starts, *([head] if head else []), *(v for _, v in self.refs.all_refs())]))
+            if not starts:
+                return []  # nothing committed anywhere yet
+        starts = starts or [self.resolve("HEAD")]
         names = self.ref_names()
         norm = [(_norm_path(p), p.endswith("/")) for p in paths or []]
         out: list[LogEntry] = []
@@ -852,6 +861,58 @@ class Repo:
             except DvxError:
                 pass
             return target_id
+
+    def restore(self, rev: str, patterns: Sequence[str], *, under: str = "", progress: Progress | None = None) -> list[str]:
+        """Write the files of ``rev`` that match ``patterns`` into the working tree, as ``git checkout REV --
+        PATHS`` does: local changes to them are overwritten, files already equal to ``rev``'s are left untouched,
+        HEAD does not move, and files ``rev`` does not have stay. Patterns are gitignore-style as for ``ls``
+        (with ``under``, relative to that folder); one that matches no path of ``rev`` is an error, and then
+        nothing is changed. Returns the paths written."""
+        if not patterns:
+            raise UsageError("name the paths to restore")
+        with self.lock:
+            self._require_worktree("restore paths")
+            commit_id = self.resolve(rev)
+            tree = self.read_commit(commit_id).tree
+            base = under.strip("/")
+            items: Iterable[tuple[str, Entry]] = self.trees.walk(tree)
+            if base:
+                folder = self.trees.lookup(tree, base)
+                items = self.trees.walk(folder.id) if folder is not None and folder.kind == DIR else []
+            matched, unmatched = worktree.match_paths(items, list(patterns))
+            if unmatched or not matched:
+                shown = ", ".join(repr(p) for p in (unmatched or patterns))
+                raise NoMatch(f"{shown} {'matches' if len(unmatched) == 1 else 'match'} no path of {commit_id[:12]}"
+                              f"{' in ' + base + '/' if base else ''}; nothing was changed")
+            want = {(f"{base}/{p}" if base else p): e for p, e in matched.items()}
+            work, cache, _ = self._work_entries()
+            writes = {p: e for p, e in want.items() if p not in work or differs(work[p], e)}
+            deletes = self._restore_clashes(writes, work)
+            self._apply(writes, deletes, work, cache, progress)
+            try:
+                cache.save()
+            except DvxError:
+                pass
+            return sorted(writes)
+
+    def _restore_clashes(self, writes: dict[str, Entry], work: dict[str, Entry]) -> list[str]:
+        """Working-tree files in the way of a restore: a file where a folder of ``writes`` must go, or files
+        below a path that becomes a file. As git's checkout of paths, they are replaced when HEAD has them
+        unchanged (nothing is lost: HEAD holds them); any other one (untracked, or with local changes nobody
+        named) stops the restore before anything is written."""
+        folders = {p.rsplit("/", i)[0] for p in writes for i in range(1, p.count("/") + 1)}
+        clashes = [p for p in work if p not in writes and (p in folders or any(
+            p[:i] in writes for i in range(len(p)) if p[i] == "/"))]
+        if not clashes:
+            return []
+        head = self.head()[1]
+        tree = self.read_commit(head).tree if head else None
+        kept = [p for p in sorted(clashes)
+                if tree is None or (e := self.trees.lookup(tree, p)) is None or differs(e, work[p])]
+        if kept:
+            raise DirtyWorkingTree(f"restoring would replace files that are untracked or have uncommitted changes: "
+                                   f"{_some(kept)} (commit them, or move them away first)")
+        return sorted(clashes)
 
     def _apply(
         self,

@@ -9,6 +9,8 @@ The core callback is taken from the app rather than imported, because ``dvx.cli.
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -42,8 +44,10 @@ def checkout(
     rev: str = typer.Argument(..., help="Branch, tag or commit."),
     patterns: list[str] = typer.Argument(
         None,
-        help="With --to: only paths matching these gitignore-style patterns. As with git's pathspecs, a pattern "
-        "that matches no path of REV (any one of several) is an error, and DIR is left as it was.",
+        help="Only paths matching these gitignore-style patterns. Without --to, as `git checkout REV -- PATHS`: "
+        "write REV's version of them into the working tree (local changes to them are lost; HEAD does not move; "
+        "`dvx checkout -- PATHS` takes them from HEAD). With --to: only these go into DIR. As with git's "
+        "pathspecs, a pattern that matches no path of REV (any one of several) is an error, and nothing changes.",
         show_default=False,
     ),
     force: bool = typer.Option(
@@ -60,9 +64,17 @@ def checkout(
     """Move the working tree to REV, or with --to DIR materialize REV into DIR (only changed files are touched)."""
     if to is None:
         used = [flag for flag, on in (("--readonly", readonly), ("--link", link != "auto"), ("--jobs", jobs is not None),
-                                      ("--json", as_json), ("PATTERN", bool(patterns))) if on]
+                                      ("--json", as_json)) if on]
         if used:
             raise UsageError(f"{', '.join(used)} {'applies' if len(used) == 1 else 'apply'} only with --to DIR")
+        if "--" in sys.argv:  # git's rule: after `--`, paths; `dvx checkout -- PATHS` restores them from HEAD
+            after = sys.argv[sys.argv.index("--") + 1 :]
+            positional = [rev, *(patterns or [])]
+            if len(after) >= len(positional):
+                rev, patterns = "HEAD", positional
+        if patterns:
+            _restore(rev, list(patterns))
+            return
         _call_core_checkout(rev=rev, force=force)
         return
     from ..readonly import checkout_to
@@ -74,6 +86,17 @@ def checkout(
             progress=cb,
         )
     print_report(report, "Checked out", as_json)
+
+
+def _restore(rev: str, patterns: list[str]) -> None:
+    """``dvx checkout REV -- PATHS``: REV's version of the paths into the working tree (see Repo.restore)."""
+    repo = core.open_repo()
+    here = os.path.relpath(os.getcwd(), repo.root).replace(os.sep, "/")
+    under = "" if here == "." or here.startswith("..") else here
+    with core.progress_bar("restoring") as cb:
+        written = repo.restore(rev, patterns, under=under, progress=cb)
+    n = len(written)
+    core.out(f"Updated {n} path{'' if n == 1 else 's'} from {repo.resolve(rev)[:12]}")
 
 
 def print_report(report: Any, verb: str, as_json: bool, *, downloads: bool = False) -> None:

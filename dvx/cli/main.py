@@ -120,7 +120,8 @@ def commit(
         print_json({"id": cid, "branch": branch})
     else:
         first = message.strip().splitlines()[0]
-        out(f"[{branch or 'detached HEAD'} {cid[:12]}] {first}")
+        root = "" if repo.read_commit(cid).parents else " (root-commit)"  # as git says of a first commit
+        out(f"[{branch or 'detached HEAD'}{root} {cid[:12]}] {first}")
 
 
 def clean_message(message: str) -> str:
@@ -174,6 +175,7 @@ def log(
     n: int = typer.Option(None, "-n", "--max-count", help="Show at most N commits."),
     graph: bool = typer.Option(False, "--graph", help="Draw the commit graph."),
     oneline: bool = typer.Option(False, "--oneline", help="One line per commit."),
+    all_refs: bool = typer.Option(False, "--all", help="Start from every branch, tag and remote-tracking branch too."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON array, newest first."),
 ) -> None:
     """Show commit history."""
@@ -188,7 +190,8 @@ def log(
     else:
         revs, path_list = _revisions_then_paths(repo, positional)
     followed: dict[str, tuple[str, ...]] = {}
-    entries = repo.log(revs, limit=n, paths=[_log_path(repo, p) for p in path_list], followed=followed)
+    entries = repo.log(revs, limit=n, paths=[_log_path(repo, p) for p in path_list], followed=followed,
+                       all_refs=all_refs)
     if as_json:
         print_json([e.to_json() for e in entries])
         return
@@ -260,7 +263,11 @@ def _log_line(e: Any) -> str:
 
 
 @app.command()
-def show(rev: str = typer.Argument("HEAD"), as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def show(
+    rev: str = typer.Argument("HEAD"),
+    stat: bool = typer.Option(False, "--stat", help="Only counts and sizes of the changes."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """Show a commit and the changes it made against its first parent."""
     repo = open_repo()
     cid = repo.resolve(rev)
@@ -285,7 +292,7 @@ def show(rev: str = typer.Argument("HEAD"), as_json: bool = typer.Option(False, 
     for line in c.message.splitlines():
         out(f"    {line}")
     out("")
-    _print_diff(d, stat=False)
+    _print_diff(d, stat=stat)
 
 
 def _print_diff(d: Any, stat: bool) -> None:
@@ -422,11 +429,13 @@ def branch(
         cid = repo.create_branch(name, rev)
         out(f"Created branch {name} at {cid[:12]}")
         return
-    current, _ = repo.head()
+    current, head = repo.head()
     branches = repo.branches()
     if as_json:
         print_json({"current": current, "branches": branches})
         return
+    if current is None and head is not None:
+        out(f"* (HEAD detached at {head[:12]})")  # as git lists it, first
     for b, cid in branches.items():
         mark = "*" if b == current else " "
         out(f"{mark} {b:<20} {cid[:12]}")

@@ -108,10 +108,14 @@ def test_commit_moves_the_branch_and_prints_the_id(repo: Repo, run_dvx, write_fi
     r = run_dvx(["commit", "-m", "first import"], repo.root, check=True)
     head = (repo.dvx / "refs" / "heads" / "main").read_text().strip()
     assert ID.fullmatch(head)
-    assert r.stdout.strip() == f"[main {head[:12]}] first import"
+    assert r.stdout.strip() == f"[main (root-commit) {head[:12]}] first import"  # as git words a first commit
     assert repo.read_commit(head).message == "first import"
     assert repo.read_commit(head).author == "Test User <test@example.com>"
     assert json.loads(run_dvx(["status", "--json"], repo.root, check=True).stdout)["added"] == []
+    write_files(repo.root, {"a.txt": "hello again"})
+    r = run_dvx(["commit", "-m", "second"], repo.root, check=True)
+    second = (repo.dvx / "refs" / "heads" / "main").read_text().strip()
+    assert r.stdout.strip() == f"[main {second[:12]}] second"
 
 
 @pytest.mark.parametrize("message", ["", "   ", "\n\t"])
@@ -212,6 +216,23 @@ def test_log_n_zero_shows_nothing(repo: Repo, run_dvx, write_files) -> None:
     assert json.loads(run_dvx(["log", "--json", "-n", "0"], repo.root, check=True).stdout) == []
 
 
+def test_log_all_starts_from_every_ref_as_git_does(repo: Repo, run_dvx, write_files, tmp_path) -> None:
+    ids = make_history(repo, write_files)
+    repo.create_branch("side", ids[1])
+    repo.checkout("side")
+    write_files(repo.root, {"side.txt": "s"})
+    side = repo.commit("on side")
+    repo.checkout("main")
+    repo.create_tag("v1", ids[0])
+    plain = [e["id"] for e in json.loads(run_dvx(["log", "--json"], repo.root, check=True).stdout)]
+    assert side not in plain
+    every = [e["id"] for e in json.loads(run_dvx(["log", "--all", "--json"], repo.root, check=True).stdout)]
+    assert sorted(every) == sorted([*ids, side]) and every[0] == side  # newest first, each once
+    assert run_dvx(["log", "--all", "--oneline", "--", "side.txt"], repo.root, check=True).stdout.split()[0] == side[:12]
+    empty = Repo.init(tmp_path / "empty")
+    assert run_dvx(["log", "--all"], empty.root, check=True).stdout == ""  # nothing committed: nothing shown
+
+
 def test_log_of_a_path_is_the_file_history(repo: Repo, run_dvx, write_files) -> None:
     ids = make_history(repo, write_files)
 
@@ -276,3 +297,6 @@ def test_show_prints_the_commit_and_its_changes(repo: Repo, run_dvx, write_files
     assert [c["path"] for c in doc["diff"]["added"]] == ["dir/c.txt"]
     first = json.loads(run_dvx(["show", ids[0], "--json"], repo.root, check=True).stdout)
     assert sorted(c["path"] for c in first["diff"]["added"]) == ["a.txt", "b.txt"]
+    stat = run_dvx(["show", "--stat", "HEAD~1"], repo.root, check=True).stdout
+    assert stat.startswith(f"commit {ids[2]}") and "    c3" in stat and "1 modified" in stat
+    assert not re.search(r"^M  a\.txt", stat, re.M)  # counts only, as with diff --stat

@@ -47,6 +47,15 @@ def test_branch_list_create_delete(repo: Repo, run_dvx, write_files) -> None:
     assert repo.branches()["main"] == c2
 
 
+def test_branch_list_on_a_detached_head_says_so_first_as_git_does(repo: Repo, run_dvx, write_files) -> None:
+    c0, _, c2 = history(repo, write_files)
+    run_dvx(["checkout", c0[:8]], repo.root, check=True)
+    lines = run_dvx(["branch"], repo.root, check=True).stdout.splitlines()
+    assert lines[0] == f"* (HEAD detached at {c0[:12]})"
+    assert [line.split() for line in lines[1:]] == [["main", c2[:12]]]
+    assert json.loads(run_dvx(["branch", "--json"], repo.root, check=True).stdout)["current"] is None
+
+
 @pytest.mark.parametrize("kind", ["branch", "tag"])
 def test_deleting_a_nested_ref_frees_its_parent_name(repo: Repo, run_dvx, write_files, kind: str) -> None:
     history(repo, write_files)

@@ -246,3 +246,34 @@ def test_commits_on_patched_listings_equal_a_full_build(tmp_path: Path, trees: l
     finally:
         repo.close()
         shutil.rmtree(repo.root)
+
+
+def _clashes(path: str, paths: dict[str, Any]) -> bool:
+    """``path`` cannot stand beside ``paths``: it is a folder of one of them, or one of them is its folder."""
+    return any(q.startswith(path + "/") or path.startswith(q + "/") for q in paths)
+
+
+@SETTINGS
+@given(first=SMALL_TREES, second=SMALL_TREES)
+def test_restoring_every_path_of_an_old_commit_gives_its_files_and_keeps_the_rest(
+    tmp_path: Path, first: dict, second: dict  # type: ignore[type-arg]
+) -> None:
+    """`checkout A -- '*'` on a clean working tree of B: A's files exactly, plus those of B's files that can stand
+    beside them (git's overlay rule: a restore deletes only what is in the way); HEAD stays at B."""
+    repo = new_repo(tmp_path)
+    try:
+        write_tree(repo.root, first)
+        a = repo.commit("first")
+        clear_worktree(repo.root)
+        write_tree(repo.root, second)
+        b = repo.commit("second", allow_empty=True)
+        repo.restore(a, ["*"])
+        want = expected(first)
+        want.update({p: v for p, v in expected(second).items() if p not in want and not _clashes(p, want)})
+        assert on_disk(repo.root) == want
+        assert repo.head() == ("main", b)
+        assert bool(repo.status()) == (want != expected(second))
+        assert repo.restore(a, ["*"]) == []  # nothing left to write
+    finally:
+        repo.close()
+        shutil.rmtree(repo.root)

@@ -80,7 +80,6 @@ def test_plain_checkout_still_moves_the_working_tree(h, tmp_path: Path, monkeypa
     [
         ["checkout", "v1", "--readonly"],  # no --to
         ["checkout", "v1", "--link", "copy"],
-        ["checkout", "v1", "data/"],
         ["checkout", "v1", "--to", "x", "--link", "teleport"],
         ["checkout", "v1", "--to", "x", "--link", "hardlink"],  # writable + hardlink
         ["cache", "prune", "--to", "lots"],
