@@ -68,6 +68,17 @@ def make_v2(src: Path) -> str:
     return Repo(src).resolve("HEAD")
 
 
+def v2_to_push(tmp_path: Path, url: str, hold: str) -> tuple[Path, Path, str, str, subprocess.Popen[bytes]]:
+    """v1 pushed and cloned; v2 committed at the source and its push started, held ``hold`` seconds before its
+    ref swap. Returns the source, the clone, v1, v2 and the running push."""
+    src, v1 = source_with_v1_pushed(tmp_path, url)
+    ok(dvx(tmp_path, "clone", url, "c"))
+    v2 = make_v2(src)
+    pusher = subprocess.Popen([*DVX, "push"], cwd=src, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={**os.environ, "DVX_FAULT": f"push.before-ref:1:sleep:{hold}"})
+    return src, tmp_path / "c", v1, v2, pusher
+
+
 def tracking(clone: Path) -> str | None:
     repo = Repo(clone)
     try:
@@ -91,14 +102,8 @@ def wait_for_line(proc: subprocess.Popen[bytes], needle: bytes, timeout: float) 
 def test_a_fetch_while_a_push_waits_before_its_ref_then_is_killed_sees_only_complete_commits(
     tmp_path: Path, shared_remote_url: str
 ) -> None:
-    src, v1 = source_with_v1_pushed(tmp_path, shared_remote_url)
-    ok(dvx(tmp_path, "clone", shared_remote_url, "c"))
-    clone = tmp_path / "c"
+    src, clone, v1, v2, pusher = v2_to_push(tmp_path, shared_remote_url, "120")
     v1_files = files_of(clone)
-    v2 = make_v2(src)
-
-    pusher = subprocess.Popen([*DVX, "push"], cwd=src, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              env={**os.environ, "DVX_FAULT": "push.before-ref:1:sleep:120"})
     try:
         wait_for_line(pusher, b"DVX_FAULT push.before-ref reached", 120)
         # Every pack of v2 is on the remote now; its branch still names v1.
@@ -129,13 +134,8 @@ def test_a_fetch_while_a_push_waits_before_its_ref_then_is_killed_sees_only_comp
 def test_fetches_in_a_loop_while_a_push_runs_each_see_the_old_or_the_new_commit_whole(
     tmp_path: Path, shared_remote_url: str
 ) -> None:
-    src, v1 = source_with_v1_pushed(tmp_path, shared_remote_url)
-    ok(dvx(tmp_path, "clone", shared_remote_url, "c"))
-    clone = tmp_path / "c"
-    v2 = make_v2(src)
     # Held 3 s with its packs up and the branch not moved, so that fetches surely overlap the push.
-    pusher = subprocess.Popen([*DVX, "push"], cwd=src, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              env={**os.environ, "DVX_FAULT": "push.before-ref:1:sleep:3"})
+    src, clone, v1, v2, pusher = v2_to_push(tmp_path, shared_remote_url, "3")
     seen = []
     while True:
         done = pusher.poll() is not None

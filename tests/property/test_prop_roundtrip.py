@@ -126,6 +126,16 @@ def new_repo(tmp_path: Path) -> Repo:
     return Repo.init(tempfile.mkdtemp(dir=tmp_path))
 
 
+def commit_both(repo: Repo, first: dict[str, Any], second: dict[str, Any]) -> tuple[str, str]:
+    """Commit the tree ``first``, then (in its place) ``second``; the two commit ids. The working tree is left
+    holding ``second``, clean."""
+    write_tree(repo.root, first)
+    a = repo.commit("first")
+    clear_worktree(repo.root)
+    write_tree(repo.root, second)
+    return a, repo.commit("second", allow_empty=True)
+
+
 @SETTINGS
 @given(first=TREES, second=TREES)
 def test_any_tree_commits_and_checks_out_byte_exact(tmp_path: Path, first: dict, second: dict) -> None:  # type: ignore[type-arg]
@@ -142,11 +152,7 @@ def round_trip(tmp_path: Path, first: dict[str, Any], second: dict[str, Any]) ->
     """Commit ``first``, then ``second``; check out the first commit, then the branch: both byte-exact."""
     repo = new_repo(tmp_path)
     try:
-        write_tree(repo.root, first)
-        a = repo.commit("first")
-        clear_worktree(repo.root)
-        write_tree(repo.root, second)
-        repo.commit("second", allow_empty=True)
+        a, _ = commit_both(repo, first, second)
         repo.checkout(a)
         assert on_disk(repo.root) == expected(first)
         assert not repo.status()
@@ -165,11 +171,7 @@ def round_trip(tmp_path: Path, first: dict[str, Any], second: dict[str, Any]) ->
 def test_diff_of_two_commits_is_the_set_difference_of_their_trees(tmp_path: Path, first: dict, second: dict) -> None:  # type: ignore[type-arg]
     repo = new_repo(tmp_path)
     try:
-        write_tree(repo.root, first)
-        a = repo.commit("first")
-        clear_worktree(repo.root)
-        write_tree(repo.root, second)
-        b = repo.commit("second", allow_empty=True)
+        a, b = commit_both(repo, first, second)
         old, new = repo.trees.flatten(repo.read_commit(a).tree), repo.trees.flatten(repo.read_commit(b).tree)
         assert set(old) == set(expected(first)) and set(new) == set(expected(second))
         d = repo.diff(a, b)
@@ -262,11 +264,7 @@ def test_restoring_every_path_of_an_old_commit_gives_its_files_and_keeps_the_res
     beside them (git's overlay rule: a restore deletes only what is in the way); HEAD stays at B."""
     repo = new_repo(tmp_path)
     try:
-        write_tree(repo.root, first)
-        a = repo.commit("first")
-        clear_worktree(repo.root)
-        write_tree(repo.root, second)
-        b = repo.commit("second", allow_empty=True)
+        a, b = commit_both(repo, first, second)
         repo.restore(a, ["*"])
         want = expected(first)
         want.update({p: v for p, v in expected(second).items() if p not in want and not _clashes(p, want)})
