@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import codec, durable, worktree
 from .diff import Diff, diff_flat, differs
@@ -514,9 +514,10 @@ class Repo:
         cache.retain(keys)
         return entries, cache, result.warnings
 
-    def status(self) -> Status:
+    def status(self, *, paths: Sequence[str] | None = None) -> Status:
         """Added, modified and deleted paths of the working tree against HEAD (everything is added before
-        the first commit).
+        the first commit). With ``paths`` (repository paths; a final ``/`` matches only a folder), only those
+        at or below them, as ``git status -- PATHS``.
 
         The common case costs one scan and one read of the stat cache: when every scanned path has the stat
         key the cache recorded for HEAD's content, and there are as many as HEAD has, nothing changed.
@@ -548,10 +549,11 @@ class Repo:
                 pass
             finally:
                 self.lock.release()
+        keep = _path_filter(paths)
         return Status(
-            added=[c.path for c in d.added],
-            modified=[c.path for c in d.modified],
-            deleted=[c.path for c in d.deleted],
+            added=list(keep({c.path: c for c in d.added})),
+            modified=list(keep({c.path: c for c in d.modified})),
+            deleted=list(keep({c.path: c for c in d.deleted})),
             warnings=warnings,
         )
 
@@ -757,16 +759,21 @@ class Repo:
 
     # -- diff, ls, show --------------------------------------------------------------------------------------
 
-    def diff(self, rev_a: str | None = None, rev_b: str | None = None) -> Diff:
-        """``diff()``: working tree vs HEAD; ``diff(A)``: working tree vs A; ``diff(A, B)``: A vs B."""
+    def diff(self, rev_a: str | None = None, rev_b: str | None = None, *, paths: Sequence[str] | None = None) -> Diff:
+        """``diff()``: working tree vs HEAD; ``diff(A)``: working tree vs A; ``diff(A, B)``: A vs B.
+
+        With ``paths`` (repository paths), only changes to them and below them, as ``git diff -- PATHS``: a path
+        ending in ``/`` matches only a folder, and renames are paired only among the paths selected."""
+        pick = _path_filter(paths)
         if rev_b is not None:
             if rev_a is None:
                 raise UsageError("diff(rev_b=...) needs rev_a too: diff(A, B) compares two revisions")
-            return diff_flat(*self.trees.differing(self._tree_of(rev_a), self._tree_of(rev_b)))
+            old, new = self.trees.differing(self._tree_of(rev_a), self._tree_of(rev_b))
+            return diff_flat(pick(old), pick(new))
         old = self.trees.flatten(self._tree_of(rev_a)) if rev_a is not None else self.trees.flatten(self._tree_of(None))
         self._require_worktree("compare with the working tree")
         work, _, _ = self._work_entries()
-        return diff_flat(old, work)
+        return diff_flat(pick(old), pick(work))
 
     def ls(self, rev: str | None = None, patterns: list[str] | None = None, *, under: str = "") -> list[tuple[str, Entry]]:
         """Files of ``rev`` (default HEAD) as ``(path, Entry)``, filtered by gitignore-style globs.
@@ -1537,6 +1544,22 @@ def _plain_kind(st: os.stat_result) -> bool:
 def _neg_time(t: str) -> str:
     # Max-heap on time strings via a complement that sorts inversely, byte by byte.
     return "".join(chr(0x10FFFF - ord(ch)) if ch.isdigit() else ch for ch in t)
+
+
+_V = TypeVar("_V")
+
+
+def _path_filter(paths: Sequence[str] | None) -> Callable[[dict[str, _V]], dict[str, _V]]:
+    """What keeps, of a flat listing, the entries at or below ``paths`` (all of them when ``paths`` is None;
+    a path ending in ``/`` matches only what is below it; an empty path is the whole tree)."""
+    if paths is None:
+        return lambda flat: flat
+    rules = [(_norm_path(p), p.endswith("/")) for p in paths]
+    if any(p == "" for p, _ in rules):
+        return lambda flat: flat
+    exact = {p for p, folder_only in rules if not folder_only}
+    prefixes = tuple(p + "/" for p, _ in rules)
+    return lambda flat: {q: e for q, e in flat.items() if q in exact or q.startswith(prefixes)}
 
 
 def _norm_path(p: str) -> str:

@@ -67,10 +67,16 @@ def init(
 
 
 @app.command()
-def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def status(
+    paths: list[str] = typer.Argument(
+        None, help="Only these paths and what is below them (relative to the current folder; a final / matches "
+        "only a folder).", show_default=False,
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """Show added, modified and deleted files against HEAD."""
     repo = open_repo()
-    st = repo.status()
+    st = repo.status(paths=[_log_path(repo, p) for p in paths] if paths else None)
     for w in st.warnings:
         err(f"dvx: warning: {w}")
     if as_json:
@@ -183,12 +189,7 @@ def log(
     if n is not None and n < 0:
         raise UsageError("-n must be >= 0")
     positional = [x for x in [rev, *(paths or [])] if x is not None]
-    if "--" in sys.argv:
-        # git's rule: arguments after `--` are paths, before it revisions.
-        after = sys.argv[sys.argv.index("--") + 1 :]
-        revs, path_list = positional[: len(positional) - len(after)], after
-    else:
-        revs, path_list = _revisions_then_paths(repo, positional)
+    revs, path_list = _split_revisions_and_paths(repo, positional, "log")
     followed: dict[str, tuple[str, ...]] = {}
     entries = repo.log(revs, limit=n, paths=[_log_path(repo, p) for p in path_list], followed=followed,
                        all_refs=all_refs)
@@ -224,7 +225,16 @@ def log(
         out("")
 
 
-def _revisions_then_paths(repo: Any, args: list[str]) -> tuple[list[str], list[str]]:
+def _split_revisions_and_paths(repo: Any, positional: list[str], command: str) -> tuple[list[str], list[str]]:
+    """The revisions and the paths among ``positional``: after ``--`` (git's rule) paths, before it revisions;
+    without it, as :func:`_revisions_then_paths` reads them."""
+    if "--" in sys.argv:
+        after = sys.argv[sys.argv.index("--") + 1 :]
+        return positional[: len(positional) - len(after)], after
+    return _revisions_then_paths(repo, positional, command)
+
+
+def _revisions_then_paths(repo: Any, args: list[str], command: str = "log") -> tuple[list[str], list[str]]:
     """git's reading of arguments given without ``--``: revisions first; from the first one that is not a
     revision on, paths, each of which must exist in the working tree (else the argument is ambiguous)."""
     revs: list[str] = []
@@ -245,7 +255,7 @@ def _revisions_then_paths(repo: Any, args: list[str]) -> tuple[list[str], list[s
             return revs, rest
         if os.path.lexists(arg):
             raise UsageError(f"ambiguous argument {arg!r}: both a revision and a path "
-                             f"(use 'dvx log {arg} --' or 'dvx log -- {arg}')")
+                             f"(use 'dvx {command} {arg} --' or 'dvx {command} -- {arg}')")
         revs.append(arg)
     return revs, []
 
@@ -332,12 +342,21 @@ def _what_changed(old: Any, new: Any) -> str:
 def diff(
     rev_a: str = typer.Argument(None, help="Old side (default HEAD)."),
     rev_b: str = typer.Argument(None, help="New side (default: the working tree)."),
+    paths: list[str] = typer.Argument(
+        None, help="Only changes to these paths and what is below them (after --, or existing files; relative to "
+        "the current folder; a final / matches only a folder).", show_default=False,
+    ),
     stat: bool = typer.Option(False, "--stat", help="Only counts and sizes."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show changes: working tree vs HEAD, working tree vs REV_A, or REV_A vs REV_B."""
     repo = open_repo()
-    d = repo.diff(rev_a, rev_b)
+    positional = [x for x in [rev_a, rev_b, *(paths or [])] if x is not None]
+    revs, path_list = _split_revisions_and_paths(repo, positional, "diff")
+    if len(revs) > 2:
+        raise UsageError(f"diff compares at most two revisions, got {len(revs)}: {', '.join(map(repr, revs))}")
+    old_side, new_side = (revs[0] if revs else None), (revs[1] if len(revs) > 1 else None)
+    d = repo.diff(old_side, new_side, paths=[_log_path(repo, p) for p in path_list] if path_list else None)
     if as_json:
         print_json(d.to_json())
         return

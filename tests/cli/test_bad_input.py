@@ -515,7 +515,10 @@ def test_disk_full_commit_leaves_no_objects_behind(tmp_path: Path, cleanup: Clea
     (["checkout"], "dvx: error: missing argument 'rev' (see 'dvx checkout --help')"),
     (["status", "--bogus"], "dvx: error: no such option: --bogus (see 'dvx status --help')"),
     (["log", "-n", "many"], "dvx: error: invalid value for '-n' / '--max-count': 'many' is not a valid int (see 'dvx log --help')"),
-    (["diff", "a", "b", "c"], "dvx: error: got unexpected extra argument(s) (c) (see 'dvx diff --help')"),
+    (["show", "a", "b"], "dvx: error: got unexpected extra argument(s) (b) (see 'dvx show --help')"),
+    # diff takes paths after its revisions now, as git does: a word that is neither is named.
+    (["diff", "a", "b", "c"], "dvx: error: ambiguous argument 'b': unknown revision or path not in the working "
+                              "tree (use '--' to separate paths from revisions)"),
     (["frobnicate"], "dvx: error: no such command 'frobnicate' (see 'dvx --help')"),
     (["remote", "add"], "dvx: error: missing argument 'name' (see 'dvx remote add --help')"),
 ])

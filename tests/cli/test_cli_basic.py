@@ -75,6 +75,23 @@ def test_status_reports_added_modified_deleted_with_slash_paths(repo: Repo, run_
     assert "On branch main" in text and "d/e/new.txt" in text and "d/gone.txt" in text
 
 
+def test_status_of_some_paths_as_git_status_dash_dash(repo: Repo, run_dvx, write_files) -> None:
+    write_files(repo.root, {"d/a.txt": "1", "d/sub/b.txt": "2", "dx": "3", "e/c.txt": "4"})
+    repo.commit("c1")
+    write_files(repo.root, {"d/a.txt": "11", "d/sub/new.txt": "n", "dx": "33", "e/c.txt": "44"})
+    (repo.root / "d" / "sub" / "b.txt").unlink()
+
+    def st(args: list[str], cwd=repo.root) -> dict:  # type: ignore[no-untyped-def, type-arg]
+        return json.loads(run_dvx(["status", "--json", *args], cwd, check=True).stdout)
+
+    assert st(["d"]) == {"added": ["d/sub/new.txt"], "modified": ["d/a.txt"], "deleted": ["d/sub/b.txt"]}
+    assert st(["d/sub/", "e/c.txt"]) == {"added": ["d/sub/new.txt"], "modified": ["e/c.txt"], "deleted": ["d/sub/b.txt"]}
+    assert st(["dx/"]) == {"added": [], "modified": [], "deleted": []}  # a final / is a folder only
+    assert st(["."], repo.root / "d" / "sub") == {"added": ["d/sub/new.txt"], "modified": [], "deleted": ["d/sub/b.txt"]}
+    assert st(["../e"], repo.root / "d") == {"added": [], "modified": ["e/c.txt"], "deleted": []}
+    assert len(st([])["modified"]) == 3
+
+
 def test_status_of_clean_tree(repo: Repo, run_dvx, write_files) -> None:
     write_files(repo.root, {"a": "1"})
     repo.commit("one")

@@ -66,6 +66,23 @@ def test_diff_two_revisions(repo: Repo, run_dvx, write_files) -> None:
     assert json.loads(run_dvx(["diff", c1, c1, "--json"], repo.root, check=True).stdout)["stats"]["added"] == 0
 
 
+def test_diff_paths_without_dash_dash_and_its_mistakes(repo: Repo, run_dvx, write_files) -> None:
+    write_files(repo.root, {"d/a.txt": "1", "e/b.txt": "2"})
+    c1 = repo.commit("c1")
+    write_files(repo.root, {"d/a.txt": "11", "e/b.txt": "22"})
+    c2 = repo.commit("c2")
+    for args in (["diff", c1, c2, "d"], ["diff", c1, "d"], ["diff", c1, c2, "--", "d"]):
+        doc = json.loads(run_dvx(["diff", "--json", *args[1:]], repo.root, check=True).stdout)
+        assert changes(doc, "modified") == ["d/a.txt"], args
+    for args, needle in ((["diff", c1, "nowhere"], "ambiguous argument 'nowhere'"),
+                         (["diff", c1, c2, "main", "--", "d"], "at most two revisions")):
+        r = run_dvx(args, repo.root, check=False)
+        assert r.stderr.startswith("dvx: error:") and needle in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    (repo.root / "main").write_text("a file named like the branch")
+    r = run_dvx(["diff", "main"], repo.root, check=False)
+    assert "use 'dvx diff main --' or 'dvx diff -- main'" in r.stderr, r.stderr
+
+
 def store_bytes(repo: Repo) -> int:
     return sum(p.stat().st_size for p in (repo.dvx / "objects").rglob("*") if p.is_file())
 

@@ -92,9 +92,10 @@ def dvx_status(run_dvx: RunDvx, root: Path) -> dict[str, list[str]]:
     return {k: sorted(doc[k]) for k in ("added", "modified", "deleted")}
 
 
-def git_name_status(root: Path, a: str, b: str) -> dict[str, set[str]]:
-    """``git diff --name-status --no-renames A B`` as {added, deleted, modified} (T counts as modified)."""
-    toks = [t for t in git_out(root, "diff", "--name-status", "--no-renames", "-z", a, b).split("\0") if t]
+def git_name_status(root: Path, a: str, b: str, *paths: str, cwd: Path | None = None) -> dict[str, set[str]]:
+    """``git diff --name-status --no-renames A B [-- PATHS]`` as {added, deleted, modified} (T counts as modified)."""
+    args = ["diff", "--name-status", "--no-renames", "-z", a, b, *(["--", *paths] if paths else [])]
+    toks = [t for t in git_out(cwd or root, *args).split("\0") if t]
     out: dict[str, set[str]] = {"added": set(), "deleted": set(), "modified": set()}
     for st, path in zip(toks[::2], toks[1::2]):
         out[{"A": "added", "D": "deleted", "M": "modified", "T": "modified"}[st[0]]].add(path)
@@ -301,6 +302,23 @@ def test_diff_between_commits_matches_git_name_status(twin: Twin) -> None:
     d = dvx_diff(twin.run_dvx, twin.root, a[1], b[1])
     assert without_renames(d) == git_name_status(twin.root, a[0], b[0])
     assert {(c["from"], c["path"]) for c in d["renamed"]} == git_exact_renames(twin.root, a[0], b[0])
+
+
+def test_diff_of_some_paths_matches_git_diff_with_pathspecs(twin: Twin) -> None:
+    put(twin.root, {"data/a.csv": "1", "data/b.csv": "2", "data/sub/c.csv": "3", "database": "x", "other/o": "o",
+                    "top": "t"})
+    a = twin.commit("c1")
+    put(twin.root, {"data/a.csv": "11", "data/sub/c.csv": "33", "data/new.csv": "n", "database": "xx",
+                    "other/o": "oo", "moved/b.csv": "2"})
+    (twin.root / "data" / "b.csv").unlink()
+    b = twin.commit("c2")
+    for spec, cwd in ((["data"], twin.root), (["data/"], twin.root), (["data/sub", "top", "other/o"], twin.root),
+                      (["sub"], twin.root / "data"), (["."], twin.root / "data"), (["../other"], twin.root / "data")):
+        got = json.loads(twin.run_dvx(["diff", a[1], b[1], "--json", "--", *spec], cwd, check=True).stdout)
+        # Renames are paired only among the selected paths: data/b.csv -> moved/b.csv is a deletion here.
+        assert without_renames(got) == git_name_status(twin.root, a[0], b[0], *spec, cwd=cwd), (spec, cwd)
+    work = json.loads(twin.run_dvx(["diff", a[1], "--json", "--", "data/sub"], twin.root, check=True).stdout)
+    assert without_renames(work) == {"added": set(), "deleted": set(), "modified": {"data/sub/c.csv"}}
 
 
 def test_diff_exact_rename_prefers_same_basename_like_git(twin: Twin) -> None:

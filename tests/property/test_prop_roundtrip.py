@@ -275,3 +275,33 @@ def test_restoring_every_path_of_an_old_commit_gives_its_files_and_keeps_the_res
     finally:
         repo.close()
         shutil.rmtree(repo.root)
+
+
+def _touched(d: Any) -> set[str]:
+    """Every path a diff names, on either side."""
+    out = {c.path for c in d.added} | {c.path for c in d.deleted} | {c.path for c in d.modified}
+    return out | {c.path for c in d.renamed} | {c.old_path for c in d.renamed}
+
+
+@SETTINGS
+@given(first=SMALL_TREES, second=SMALL_TREES, data=st.data())
+def test_diff_of_some_paths_is_the_whole_diff_cut_to_them(tmp_path: Path, first: dict, second: dict,  # type: ignore[type-arg]
+                                                          data: st.DataObject) -> None:
+    repo = new_repo(tmp_path)
+    try:
+        a, b = commit_both(repo, first, second)
+        paths = set(expected(first)) | set(expected(second))
+        folders = {p.rsplit("/", i)[0] for p in paths for i in range(1, p.count("/") + 1)}
+        spec = data.draw(st.lists(st.sampled_from(sorted(paths | {f + "/" for f in folders} | {"zz"})), max_size=2))
+
+        def under(q: str) -> bool:
+            return any(q == s or q.startswith(s.rstrip("/") + "/") for s in spec)
+
+        whole = _touched(repo.diff(a, b))
+        assert _touched(repo.diff(a, b, paths=spec)) == {q for q in whole if under(q)}
+        clear_worktree(repo.root)
+        write_tree(repo.root, first)  # the working tree against HEAD (= b) takes the other road
+        assert _touched(repo.diff(paths=spec)) == {q for q in _touched(repo.diff()) if under(q)}
+    finally:
+        repo.close()
+        shutil.rmtree(repo.root)
