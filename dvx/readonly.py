@@ -74,7 +74,7 @@ from .ids import hasher
 from .model import DIR, FILE, LINK, Commit, Entry, check_name
 from .store import CHUNKED, ObjectStore
 from .trees import TreeReader
-from .worktree import match_paths, select_paths
+from .worktree import match_paths, no_match_message, select_paths
 
 LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
 MANIFEST_NAME = ".dvx-checkout.json"
@@ -1079,22 +1079,13 @@ def checkout_to(
         pats = list(patterns or [])
         want, unmatched = match_paths(source.trees.walk(tree), pats)
         if unmatched or (pats and not want):
-            raise NoMatch(_no_match(commit_id, pats, unmatched))
+            raise NoMatch(no_match_message(commit_id, pats, unmatched))
         if MANIFEST_NAME in want:
             raise BadPath(
                 f"the revision has a file named {MANIFEST_NAME} at its root, which checkouts to a folder reserve"
             )
         return _checkout_into(source, cache, filler, commit_id, want, pats, Path(dest), link=link, readonly=readonly,
                               force=force, jobs=jobs, progress=progress)
-
-
-def _no_match(commit_id: str, patterns: list[str], unmatched: list[str]) -> str:
-    shown = ", ".join(repr(p) for p in (unmatched or patterns))
-    if unmatched:
-        what = f"pattern {shown} matches" if len(unmatched) == 1 else f"patterns {shown} match"
-    else:  # each matched something, and a later `!` pattern left all of it out
-        what = f"patterns {shown} together select"
-    return f"{what} no path of {commit_id[:12]}; nothing was changed"
 
 
 def _checkout_into(

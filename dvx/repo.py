@@ -888,9 +888,7 @@ class Repo:
                 items = self.trees.walk(folder.id) if folder is not None and folder.kind == DIR else []
             matched, unmatched = worktree.match_paths(items, list(patterns))
             if unmatched or not matched:
-                shown = ", ".join(repr(p) for p in (unmatched or patterns))
-                raise NoMatch(f"{shown} {'matches' if len(unmatched) == 1 else 'match'} no path of {commit_id[:12]}"
-                              f"{' in ' + base + '/' if base else ''}; nothing was changed")
+                raise NoMatch(worktree.no_match_message(commit_id, patterns, unmatched, base))
             want = {(f"{base}/{p}" if base else p): e for p, e in matched.items()}
             work, cache, _ = self._work_entries()
             writes = {p: e for p, e in want.items() if p not in work or differs(work[p], e)}

@@ -371,6 +371,17 @@ def match_paths(items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | No
     return _select(items, patterns, unmatched), unmatched
 
 
+def no_match_message(commit_id: str, patterns: Sequence[str], unmatched: Sequence[str], where: str = "") -> str:
+    """The error of a checkout whose ``patterns`` (:func:`match_paths`) select nothing of ``commit_id``, with the
+    ones that match no path at all (``where``: the folder they were matched in, ``""`` for the top)."""
+    shown = ", ".join(repr(p) for p in (unmatched or patterns))
+    if unmatched:
+        what = f"pattern {shown} matches" if len(unmatched) == 1 else f"patterns {shown} match"
+    else:  # each matched something, and a later `!` pattern left all of it out
+        what = f"patterns {shown} together select"
+    return f"{what} no path of {commit_id[:12]}{' in ' + where + '/' if where else ''}; nothing was changed"
+
+
 def _select(
     items: Iterable[tuple[str, Entry]], patterns: Sequence[str] | None, unmatched: list[str] | None
 ) -> dict[str, Entry]:

@@ -9,8 +9,6 @@ The core callback is taken from the app rather than imported, because ``dvx.cli.
 from __future__ import annotations
 
 import inspect
-import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -67,11 +65,9 @@ def checkout(
                                       ("--json", as_json)) if on]
         if used:
             raise UsageError(f"{', '.join(used)} {'applies' if len(used) == 1 else 'apply'} only with --to DIR")
-        if "--" in sys.argv:  # git's rule: after `--`, paths; `dvx checkout -- PATHS` restores them from HEAD
-            after = sys.argv[sys.argv.index("--") + 1 :]
-            positional = [rev, *(patterns or [])]
-            if len(after) >= len(positional):
-                rev, patterns = "HEAD", positional
+        split = core.split_at_dashdash([rev, *(patterns or [])])
+        if split is not None and not split[0]:  # `dvx checkout -- PATHS` restores them from HEAD
+            rev, patterns = "HEAD", split[1]
         if patterns:
             _restore(rev, list(patterns))
             return
@@ -91,10 +87,8 @@ def checkout(
 def _restore(rev: str, patterns: list[str]) -> None:
     """``dvx checkout REV -- PATHS``: REV's version of the paths into the working tree (see Repo.restore)."""
     repo = core.open_repo()
-    here = os.path.relpath(os.getcwd(), repo.root).replace(os.sep, "/")
-    under = "" if here == "." or here.startswith("..") else here
     with core.progress_bar("restoring") as cb:
-        written = repo.restore(rev, patterns, under=under, progress=cb)
+        written = repo.restore(rev, patterns, under=core.subfolder(repo), progress=cb)
     n = len(written)
     core.out(f"Updated {n} path{'' if n == 1 else 's'} from {repo.resolve(rev)[:12]}")
 

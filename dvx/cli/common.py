@@ -118,6 +118,21 @@ def open_repo() -> Any:
     return Repo.find(os.environ.get("DVX_DIR_ROOT", "."))
 
 
+def subfolder(repo: Any) -> str:
+    """The repository path of the current folder ("" at the top of the repository, or outside it)."""
+    here = os.path.relpath(os.getcwd(), repo.root).replace(os.sep, "/")
+    return "" if here == "." or here == ".." or here.startswith("../") else here
+
+
+def split_at_dashdash(positional: list[str]) -> tuple[list[str], list[str]] | None:
+    """git's rule for ``CMD [REV...] -- PATH...``: the arguments before ``--`` are revisions, those after it
+    paths. None when the command line has no ``--``."""
+    if "--" not in sys.argv:
+        return None
+    after = sys.argv[sys.argv.index("--") + 1 :]
+    return positional[: max(0, len(positional) - len(after))], after
+
+
 def human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":

@@ -46,6 +46,8 @@ from .common import (  # noqa: E402,F401
     print_json,
     progress_bar,
     quote_path,
+    split_at_dashdash,
+    subfolder,
 )
 
 # --- commands ---------------------------------------------------------------------------------------------
@@ -98,10 +100,9 @@ def status(
 def _from_here(repo: Any) -> Any:
     """How git's status names a repository path in its text output: relative to the current folder (``../a``
     from a subfolder). ``--json`` keeps repository paths."""
-    here = os.path.relpath(os.getcwd(), repo.root)
-    if here == "." or here.startswith(".."):
+    base = subfolder(repo)
+    if not base:
         return lambda p: p
-    base = here.replace(os.sep, "/")
     return lambda p: posixpath.relpath(p, base)
 
 
@@ -228,10 +229,8 @@ def log(
 def _split_revisions_and_paths(repo: Any, positional: list[str], command: str) -> tuple[list[str], list[str]]:
     """The revisions and the paths among ``positional``: after ``--`` (git's rule) paths, before it revisions;
     without it, as :func:`_revisions_then_paths` reads them."""
-    if "--" in sys.argv:
-        after = sys.argv[sys.argv.index("--") + 1 :]
-        return positional[: len(positional) - len(after)], after
-    return _revisions_then_paths(repo, positional, command)
+    split = split_at_dashdash(positional)
+    return split if split is not None else _revisions_then_paths(repo, positional, command)
 
 
 def _revisions_then_paths(repo: Any, args: list[str], command: str = "log") -> tuple[list[str], list[str]]:
@@ -374,9 +373,7 @@ def ls_cmd(
 
     From a subfolder, as git ls-tree: only the files below it, matched and shown relative to it."""
     repo = open_repo()
-    here = "" if full_tree else os.path.relpath(os.getcwd(), repo.root).replace(os.sep, "/")
-    if here == "." or here.startswith(".."):
-        here = ""
+    here = "" if full_tree else subfolder(repo)
     pats = list(patterns or [])
     guessed = None
     if rev is not None:
