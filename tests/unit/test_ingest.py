@@ -169,3 +169,84 @@ def test_reading_files_leaves_their_access_time_alone(tmp_path: Path) -> None:
     assert {"small.txt", "big.bin"} <= set(got)
     for name in ("small.txt", "big.bin"):
         assert os.stat(root / name).st_atime_ns == old
+
+
+# --- reading ahead: small files are opened (and their pages asked for) before their turn -----------------------
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def small_tree(root: Path, n: int) -> dict[str, bytes]:
+    root.mkdir()
+    contents = {f"f{i:03d}": b"%d\n" % i * (10 + i) for i in range(n)}
+    for name, data in contents.items():
+        (root / name).write_bytes(data)
+    return contents
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_small_files_are_asked_for_ahead_of_their_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dvx.worktree as wt
+
+    contents = small_tree(tmp_path / "w", 120)
+    events: list[tuple[str, str]] = []
+    monkeypatch.setattr(wt, "_advise", lambda fd, off, n, advice: events.append(("ask", os.readlink(f"/proc/self/fd/{fd}").rpartition("/")[2])))
+    real = wt.Ingest._read_small
+
+    def read_small(self: Ingest, path: str, *args: object) -> object:
+        events.append(("read", path))
+        return real(self, path, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(wt.Ingest, "_read_small", read_small)
+    got = ingest(tmp_path / "w", new_store(tmp_path), workers=1)
+    assert {p: got[p][1] for p in contents} == {p: hash_bytes(d) for p, d in contents.items()}
+    names = sorted(contents)
+    asked: set[str] = set()
+    for kind, name in events:
+        if kind == "ask":
+            asked.add(name)
+        else:  # every file up to the window's end was asked for before this one is read
+            k = names.index(name)
+            assert set(names[k : k + wt._READ_AHEAD]) <= asked, name
+    assert asked == set(names)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_a_failure_in_a_long_batch_leaves_no_file_open(tmp_path: Path) -> None:
+    root = tmp_path / "w"
+    small_tree(root, 150)
+    keys = sorted((p, k) for p, k in scan(root).keys.items())
+    (root / "f100").unlink()
+    (root / "f100").symlink_to(root / "f000")  # refused: a file became a symlink since the scan
+    before = open_fds()
+    store = new_store(tmp_path)
+    with pytest.raises(StorageError, match="f100 changed while being read"), store.writer() as w:
+        list(Ingest(root, w, SMALL, 3, workers=1).run(keys))
+    assert open_fds() <= before
+    assert not list((tmp_path / "objects").rglob("*.pack"))
+
+
+def test_files_that_vanish_before_or_after_being_opened_ahead(tmp_path: Path) -> None:
+    root = tmp_path / "w"
+    contents = small_tree(root, 100)
+    keys = sorted((p, k) for p, k in scan(root).keys.items())
+    (root / "f002").unlink()  # inside the first window: vanished before any open
+    (root / "f090").unlink()  # far ahead: vanished before its open too
+    store = new_store(tmp_path)
+    with store.writer() as w:
+        out = {r[0]: r for r in Ingest(root, w, SMALL, 3, workers=1).run(keys)}
+    assert out["f002"][1] is None and out["f090"][1] is None
+    for name in set(contents) - {"f002", "f090"}:
+        assert b"".join(store.iter_file(out[name][1])) == contents[name]
+
+
+def test_the_read_ahead_window_follows_the_open_file_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import resource
+
+    import dvx.worktree as wt
+
+    for soft, window in ((1024, 64), (256, 16), (40, 2), (8, 1), (resource.RLIM_INFINITY, 64)):
+        monkeypatch.setattr(resource, "getrlimit", lambda _which, soft=soft: (soft, resource.RLIM_INFINITY))
+        assert wt._read_ahead_window() == window
