@@ -970,8 +970,9 @@ def _read_ahead_window() -> int:
 
 # Small files are opened this many ahead of the read, each with POSIX_FADV_WILLNEED, so that the pages of files
 # not in the page cache are read while the thread hashes and compresses the files before them, not one file
-# at a time when it gets to them. A commit of 20,000 small files with a cold cache took 8.0-9.3 s instead of
-# 9.4-12.1 s here (16 ahead); in a warm cache it costs one system call per file.
+# at a time when it gets to them. The benchmark's commit (20,000 small files, three big ones) after dropping the
+# page cache took 7.7-8.0 s instead of 8.9-9.9 s here; in the page cache it costs one system call per file (and
+# still gains where the VM's page-out has taken some of the tree's pages: benchmarks/README.md).
 _READ_AHEAD = _read_ahead_window()
 _advise = getattr(os, "posix_fadvise", None)
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", 3)
@@ -1060,8 +1061,6 @@ class Ingest:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _task(self, batch: list[tuple[str, FileKey]]) -> list[Ingested]:
-        if self.writer is None:
-            return [self._hash_only(path, key) for path, key in batch]
         out: list[Ingested] = []
         blobs: list[tuple[str, bytes]] = []
         threshold = self.chunking.threshold
@@ -1075,15 +1074,19 @@ class Ingest:
                 if key[0] >= threshold:
                     out.append(self.one(path, key))
                     continue
+                if self.writer is None:
+                    out.append(self._hash_small(path, key, ahead.pop(i)))
+                    continue
                 result, data = self._read_small(path, key, threshold, ahead.pop(i))
                 out.append(result)
                 if data is not None:
                     blobs.append((result[1], data))  # type: ignore[arg-type]  # an id, since data was read
         finally:
             for fd in ahead.values():
-                if fd is not None:
+                if fd is not None and fd >= 0:
                     os.close(fd)
         if blobs:
+            assert self.writer is not None  # bytes are kept only to be stored
             # One claim and one pack write for the whole batch: per-file Python calls are most of what a
             # commit of many small files costs besides compression.
             self.writer.add_blobs(blobs, self.level)
@@ -1117,7 +1120,13 @@ class Ingest:
         path, key = batch[j]
         if key[0] >= self.chunking.threshold:
             return
-        fd = ahead[j] = self._open(path)
+        try:
+            fd = ahead[j] = self._open(path)
+        except DvxError:
+            if self.writer is not None:
+                raise
+            ahead[j] = -1  # status: left to _hash_only, which says what it finds
+            return
         if fd is not None and key[0] > 0 and _advise is not None:
             try:
                 _advise(fd, 0, 0, _WILLNEED)
@@ -1135,20 +1144,41 @@ class Ingest:
         """
         if fd is None:
             return (path, None, 0, False, False), None
+        got = self._read_as_scanned(path, key, fd)
+        if got is not None:
+            return got
+        return self._read_small_checked(path, key, threshold)
+
+    def _hash_small(self, path: str, key: FileKey, fd: int | None) -> Ingested:
+        """:meth:`_read_small` without a store (status): anything but the common case goes to
+        :meth:`_hash_only`, which reports a file that changes as not stable instead of refusing it."""
+        if fd is None:
+            return (path, None, 0, False, False)
+        got = self._read_as_scanned(path, key, fd) if fd >= 0 else None
+        if got is None:
+            return self._hash_only(path, key)
+        if self.on_bytes is not None:
+            self.on_bytes(key[0])
+        return got[0]
+
+    @staticmethod
+    def _read_as_scanned(path: str, key: FileKey, fd: int) -> tuple[Ingested, bytes] | None:
+        """Read the whole small file open on ``fd`` (and close it): its result and bytes when its stat after
+        the read is still the scan's (ctime included, which no write leaves alone), else None."""
         size = key[0]
         try:
             data = os.read(fd, size + 1)  # size + 1: a file that grew is noticed
             after = os.fstat(fd)
         except IsADirectoryError:
-            data, after = b"", None  # replaced by a folder: the checked read reports it
+            return None  # replaced by a folder: the caller's slower path reports it
         except OSError as exc:
             raise os_error(exc, f"cannot read {path}") from exc
         finally:
             os.close(fd)
-        if (after is not None and len(data) == size and stat.S_ISREG(after.st_mode)
+        if (len(data) == size and stat.S_ISREG(after.st_mode)
                 and (after.st_size, after.st_mtime_ns, after.st_ctime_ns, after.st_ino) == key[:4]):
             return (path, hash_bytes(data), size, after.st_mode & 0o100 != 0, True), data
-        return self._read_small_checked(path, key, threshold)
+        return None
 
     def _read_small_checked(self, path: str, key: FileKey, threshold: int) -> tuple[Ingested, bytes | None]:
         """:meth:`_read_small` for a file that changed since the scan (or is being changed)."""

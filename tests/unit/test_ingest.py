@@ -250,3 +250,24 @@ def test_the_read_ahead_window_follows_the_open_file_limit(monkeypatch: pytest.M
     for soft, window in ((1024, 64), (256, 16), (40, 2), (8, 1), (resource.RLIM_INFINITY, 64)):
         monkeypatch.setattr(resource, "getrlimit", lambda _which, soft=soft: (soft, resource.RLIM_INFINITY))
         assert wt._read_ahead_window() == window
+
+
+def test_hashing_without_a_store_reads_ahead_and_tolerates_changes(tmp_path: Path) -> None:
+    """Status hashes through the same read-ahead; a file that changed since the scan is hashed as it is now and
+    reported as not stable (never refused, as a commit refuses it), one that vanished has no id."""
+    root = tmp_path / "w"
+    contents = small_tree(root, 80)
+    keys = sorted((p, k) for p, k in scan(root).keys.items())
+    (root / "f001").unlink()
+    (root / "f040").write_bytes(b"rewritten")
+    (root / "f070").unlink()
+    (root / "f070").symlink_to(root / "f000")
+    before = open_fds() if os.path.isdir("/proc/self/fd") else set()
+    out = {r[0]: r for r in Ingest(root, None, SMALL, 3, workers=1).run(keys)}
+    assert out["f001"][1] is None
+    assert (out["f040"][1], out["f040"][2], out["f040"][4]) == (hash_bytes(b"rewritten"), 9, False)
+    assert out["f070"][4] is False
+    for name in set(contents) - {"f001", "f040", "f070"}:
+        assert out[name][1:] == (hash_bytes(contents[name]), len(contents[name]), False, True)
+    if before:
+        assert open_fds() <= before
