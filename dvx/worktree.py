@@ -1064,7 +1064,8 @@ class Ingest:
         out: list[Ingested] = []
         blobs: list[tuple[str, bytes]] = []
         threshold = self.chunking.threshold
-        ahead: dict[int, int | None] = {}  # batch index -> fd opened ahead (None: the file vanished)
+        # batch index -> fd opened ahead; None: the file vanished; -1 (status only): not opened, _hash_only reads it
+        ahead: dict[int, int | None] = {}
         try:
             for j in range(min(_READ_AHEAD, len(batch))):
                 self._open_ahead(batch, j, ahead)
