@@ -548,12 +548,12 @@ def commit_v1_medians(b: Bench) -> str:
         if first is not None:
             samples[tool] = [first]
     for i in range(1, n):
-        for tool, ts in samples.items():
+        for tool in list(samples):
             try:
-                ts.append(trials[tool](b, i))
+                samples[tool].append(trials[tool](b, i))
             except (CommandFailed, BenchError, subprocess.TimeoutExpired) as e:
                 b.error(S, tool, e)
-                return step
+                del samples[tool]  # no median for a tool that failed: its goal shows the missing figure
     for tool, ts in samples.items():
         runs = ", ".join(f"{t:.2f}" for t in ts)
         b.record(S, tool, step, statistics.median(ts), note=f"runs {runs} s")
@@ -562,8 +562,8 @@ def commit_v1_medians(b: Bench) -> str:
 
 # The trial repos stay until the run's folder is removed at the end. Deleting them at once would slow every
 # later step that creates files, and unevenly: this machine's ext4 has no journal, and its inode allocator then
-# skips (reading each one's inode block) every inode freed in the last 60 s, so after deleting 40,000 files a
-# `dvx get` that creates 20,000 took 3.5, 6.2 and 7.7 s in three runs with system time 3.0, 7.6 and 9.0 s.
+# skips (reading each one's inode block) every inode freed in the last 60 s (360 s while that block is dirty):
+# 20,000 creates took 1.0 s, and 11.0 s right after 20,000 deletes (benchmarks/README.md, fourteenth session).
 
 
 def trial_commit_dvx(b: Bench, i: int) -> float:
