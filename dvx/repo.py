@@ -799,8 +799,10 @@ class Repo:
     def checkout(self, rev: str, *, force: bool = False, progress: Progress | None = None) -> str:
         """Move the working tree and HEAD to ``rev``, touching only paths that differ.
 
-        Refuses (naming them) when uncommitted changes would be overwritten, unless ``force``. A branch name
-        makes HEAD follow the branch; anything else detaches HEAD.
+        Refuses (naming them) when uncommitted changes would be overwritten, unless ``force``: as git's
+        ``--force``, that also deletes untracked files in the way (a file where the target needs a folder, a
+        folder of untracked files where it needs a file); nested repositories and special files in the way
+        still refuse. A branch name makes HEAD follow the branch; anything else detaches HEAD.
         """
         with self.lock:
             # As git: a name that is a branch checks out that branch (HEAD follows it), even if a tag has it too.
@@ -830,10 +832,14 @@ class Repo:
             if hidden:
                 work = {**work, **hidden}
             writes, deletes, conflicts = plan_checkout(head_flat, target_flat, work, force=force)
+            if force and conflicts:
+                # As git's --force: untracked files in the way are deleted too. Each conflict is an untracked
+                # file where the target needs a folder, or a folder of untracked files where it needs a file.
+                # What the scan did not list (special files, nested repositories) still refuses in _apply.
+                deletes = sorted(set(deletes).union(*(_in_the_way(c, work) for c in conflicts)))
+                conflicts = []
             if conflicts:
-                # What --force would still refuse: untracked files in the way (they are in no commit, never
-                # deleted). Advise --force only when it would help.
-                untracked = conflicts if force else plan_checkout(head_flat, target_flat, work, force=True)[2]
+                untracked = plan_checkout(head_flat, target_flat, work, force=True)[2]
                 changes = [c for c in conflicts if c not in set(untracked)]
                 if changes:
                     also = f"; untracked files are in the way too: {_some(untracked)}" if untracked else ""
@@ -843,7 +849,7 @@ class Repo:
                     )
                 raise DirtyWorkingTree(
                     f"checkout would overwrite untracked files: {_some(untracked)} (they are in no commit: move them "
-                    "away or delete them first)"
+                    "away, or use --force to delete them)"
                 )
             self._apply(writes, deletes, work, cache, progress)
             if is_branch:
@@ -1443,6 +1449,15 @@ class Repo:
         with self.lock:
             live = self.reachable()
             return collect(self.store, set(live), grace_seconds=grace_seconds, dry_run=dry_run)
+
+
+def _in_the_way(conflict: str, work: dict[str, Entry]) -> set[str]:
+    """The working-tree paths a forced checkout deletes for one of :func:`plan_checkout`'s conflicts: the file
+    itself, or every file under the folder."""
+    if conflict in work:
+        return {conflict}
+    below = conflict + "/"
+    return {p for p in work if p.startswith(below)}
 
 
 def plan_checkout(

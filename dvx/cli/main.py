@@ -408,7 +408,7 @@ def ls_cmd(
 @app.command()
 def checkout(
     rev: str = typer.Argument(..., help="Branch, tag or commit."),
-    force: bool = typer.Option(False, "--force", "-f", help="Discard uncommitted changes in the way."),
+    force: bool = typer.Option(False, "--force", "-f", help="Discard uncommitted changes and untracked files in the way, as git does."),
 ) -> None:
     """Move the working tree to REV (only files that differ are touched)."""
     repo = open_repo()

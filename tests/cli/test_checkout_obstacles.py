@@ -118,6 +118,58 @@ def test_untracked_file_inside_a_folder_in_the_way_is_still_refused(repo: Repo, 
     assert snapshot(repo.root, skip=(".dvx",)) == before
 
 
+def test_force_deletes_a_folder_of_untracked_files_where_the_target_needs_a_file(
+    repo: Repo, write_files, snapshot
+) -> None:
+    """As git's ``checkout --force``: untracked files in the way are thrown away; without it, nothing changes and
+    the refusal says that --force would go ahead."""
+    two_commits(repo, write_files, {"other": "t"}, {"other": "t2", "p": "file"}, [])
+    write_files(repo.root, {"p/mine.txt": "precious", "p/deep/er.txt": "too", "elsewhere.txt": "kept"})
+    before = snapshot(repo.root, skip=(".dvx",))
+    with pytest.raises(DirtyWorkingTree, match=r"untracked files: p \(.*--force to delete them\)"):
+        repo.checkout("main")
+    assert snapshot(repo.root, skip=(".dvx",)) == before
+    repo.checkout("main", force=True)
+    assert (repo.root / "p").read_text() == "file"
+    assert (repo.root / "elsewhere.txt").read_text() == "kept"  # untracked files not in the way stay
+    assert repo.head()[0] == "main"
+    assert repo.status().to_json() == {"added": ["elsewhere.txt"], "modified": [], "deleted": []}
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_force_replaces_an_untracked_file_where_the_target_needs_a_folder(
+    repo: Repo, write_files, snapshot, tmp_path: Path, kind: str
+) -> None:
+    two_commits(repo, write_files, {"other": "t"}, {"other": "t2", "p/a": "a", "p/b/c": "c"}, [])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if kind == "file":
+        (repo.root / "p").write_text("mine")
+    else:
+        os.symlink(outside, repo.root / "p")  # never followed: the link goes, the folder outside stays empty
+    before = snapshot(repo.root, skip=(".dvx",))
+    with pytest.raises(DirtyWorkingTree, match="untracked files: p "):
+        repo.checkout("main")
+    assert snapshot(repo.root, skip=(".dvx",)) == before
+    repo.checkout("main", force=True)
+    assert not (repo.root / "p").is_symlink()
+    assert (repo.root / "p" / "a").read_text() == "a" and (repo.root / "p" / "b" / "c").read_text() == "c"
+    assert list(outside.iterdir()) == []
+    assert repo.status().to_json() == {"added": [], "modified": [], "deleted": []}
+
+
+def test_force_still_refuses_a_nested_repository_in_the_way(repo: Repo, write_files, snapshot) -> None:
+    two_commits(repo, write_files, {"other": "t"}, {"other": "t2", "p": "file"}, [])
+    write_files(repo.root, {"p/mine.txt": "precious"})
+    (repo.root / "p" / ".git").mkdir()
+    (repo.root / "p" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    before = snapshot(repo.root, skip=(".dvx",))
+    with pytest.raises(DirtyWorkingTree, match=r"p/\.git"):
+        repo.checkout("main", force=True)
+    assert snapshot(repo.root, skip=(".dvx",)) == before
+    assert repo.head()[0] is None
+
+
 def test_a_user_file_named_like_a_temp_file_is_content(repo: Repo, write_files) -> None:
     write_files(repo.root, {".dvx.mydata.tmp": "d", ".dvx.1.2.tmp": "leftover", ".dvx.1.2.3.tmp": "leftover"})
     assert repo.status().to_json()["added"] == [".dvx.mydata.tmp"]

@@ -617,20 +617,43 @@ def test_checkout_restores_a_locally_deleted_file_like_git(tmp_path: Path, run_d
     assert (root / "a").read_text() == "1"
 
 
-def test_forced_checkout_refusal_does_not_suggest_force(tmp_path: Path, run_dvx: RunDvx) -> None:
-    root = tmp_path / "r"
-    Repo.init(root).close()
-    put(root, {"d": "file"})
-    api(root, lambda r: r.commit("v0"))
-    (root / "d").unlink()
-    put(root, {"b": "b"})
-    api(root, lambda r: r.commit("v1"))
-    put(root, {"d/untracked": "u"})
-    r = run_dvx(["checkout", "--force", "HEAD~1"], root)
-    if r.returncode != 0:
-        assert "--force" not in one_line_error(r)
-    else:
-        assert (root / "d").read_text() == "file"
+def test_forced_checkout_deletes_untracked_files_in_the_way_like_git(tmp_path: Path, run_dvx: RunDvx) -> None:
+    """``git checkout --force`` throws away a folder of untracked files where the target has a file, and an
+    untracked file where it has a folder; without --force both refuse. dvx does the same."""
+    for tool in ("git", "dvx"):
+        root = tmp_path / tool
+        if tool == "git":
+            root.mkdir()
+            git(root, "init", "-q", "-b", "main")
+        else:
+            Repo.init(root).close()
+
+        def commit(msg: str, tool: str = tool, root: Path = root) -> None:
+            if tool == "git":
+                git(root, "add", "-A")
+                git(root, "commit", "-q", "-m", msg)
+            else:
+                api(root, lambda repo: repo.commit(msg))
+
+        put(root, {"d": "file", "f/y": "y"})
+        commit("v0")
+        (root / "d").unlink()
+        shutil.rmtree(root / "f")
+        put(root, {"b": "b"})
+        commit("v1")
+        put(root, {"d/untracked": "u", "d/deeper/u2": "u2", "f": "untracked file", "other": "kept"})
+        if tool == "git":
+            assert git(root, "checkout", "-q", "HEAD~1", check=False).returncode != 0
+            git(root, "checkout", "-q", "--force", "HEAD~1")
+        else:
+            r = run_dvx(["checkout", "HEAD~1"], root)
+            assert r.returncode != 0 and "--force to delete them" in one_line_error(r)
+            assert (root / "d" / "untracked").read_text() == "u" and (root / "f").read_text() == "untracked file"
+            r = run_dvx(["checkout", "--force", "HEAD~1"], root)
+            assert r.returncode == 0, r.stderr
+        assert (root / "d").read_text() == "file", tool
+        assert (root / "f" / "y").read_text() == "y", tool
+        assert (root / "other").read_text() == "kept", tool  # untracked files not in the way stay
 
 
 # --- .dvxignore vs .gitignore ----------------------------------------------------------------------------
