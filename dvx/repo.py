@@ -836,7 +836,7 @@ class Repo:
                 # As git's --force: untracked files in the way are deleted too. Each conflict is an untracked
                 # file where the target needs a folder, or a folder of untracked files where it needs a file.
                 # What the scan did not list (special files, nested repositories) still refuses in _apply.
-                deletes = sorted(set(deletes).union(*(_in_the_way(c, work) for c in conflicts)))
+                deletes = sorted(set(deletes) | _in_the_way(conflicts, work))
                 conflicts = []
             if conflicts:
                 untracked = plan_checkout(head_flat, target_flat, work, force=True)[2]
@@ -1451,13 +1451,21 @@ class Repo:
             return collect(self.store, set(live), grace_seconds=grace_seconds, dry_run=dry_run)
 
 
-def _in_the_way(conflict: str, work: dict[str, Entry]) -> set[str]:
-    """The working-tree paths a forced checkout deletes for one of :func:`plan_checkout`'s conflicts: the file
-    itself, or every file under the folder."""
-    if conflict in work:
-        return {conflict}
-    below = conflict + "/"
-    return {p for p in work if p.startswith(below)}
+def _in_the_way(conflicts: list[str], work: dict[str, Entry]) -> set[str]:
+    """The working-tree paths a forced checkout deletes for :func:`plan_checkout`'s conflicts: each conflict
+    that is a file itself, and every file under those that are folders (one pass over ``work``, not one per
+    folder)."""
+    out = {c for c in conflicts if c in work}
+    folders = set(conflicts) - out
+    if folders:
+        for path in work:
+            d = path.rpartition("/")[0]
+            while d:
+                if d in folders:
+                    out.add(path)
+                    break
+                d = d.rpartition("/")[0]
+    return out
 
 
 def plan_checkout(
